@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Quick start, step 2 (and what CI runs): install everything, build the book, run every test:
+# the companion's tests, strict nbval over every notebook, and the browser test of the built book.
+# Extra arguments go to pytest. With COMPANION_DEVICE=cuda the notebooks and the
+# CUDA-marked tests run on the GPU (see README.md).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/install.sh
+
+if ! command -v chromium >/dev/null 2>&1; then
+  echo "Installing Debian's chromium for the browser test..."
+  sudo_cmd=""
+  [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
+  $sudo_cmd apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq chromium >/dev/null
+fi
+
+scripts/build_book.sh
+.venv/bin/python -m pytest "$@"
