@@ -1,0 +1,237 @@
+"""Tests of companion.categorical: the toy objective, its exact gradient, and the
+estimators' mathematics (unbiasedness, the relaxation's bias, straight-through's Jacobian).
+
+Statistical tests are seeded; their tolerances are 5 standard errors.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from companion import categorical as C
+from companion.gumbel import gumbel
+
+LOGITS = torch.tensor([1.0, 0.0, -1.0], dtype=torch.float64)
+VALUES = torch.tensor([1.0, 0.0, 2.0], dtype=torch.float64)
+TARGET = torch.tensor([0.2, 0.3, 0.5], dtype=torch.float64)
+
+
+def _softmax_jacobian_vjp(y: torch.Tensor, a: torch.Tensor, tau: float) -> torch.Tensor:
+    """Row-wise (1/tau) (diag(y) - y y^T) a = (1/tau) y * (a - y.a)."""
+    return y * (a - (y * a).sum(-1, keepdim=True)) / tau
+
+
+# ----------------------------------------------------------------------------- exact gradient
+@pytest.mark.parametrize("k", [2, 3, 6])
+@pytest.mark.parametrize("kind", ["linear", "quadratic"])
+def test_exact_gradient_matches_autograd_of_the_enumerated_objective(k, kind):
+    """L(theta) = sum_k softmax(theta)_k h(e_k) is a finite sum, so autograd of it is the
+    true gradient; the closed form p_j (v_j - p.v) must agree to float64 rounding."""
+    g = torch.Generator().manual_seed(k)
+    logits = torch.randn(k, generator=g, dtype=torch.float64) * 2
+    arg = torch.randn(k, generator=g, dtype=torch.float64)
+    h = C.linear(arg) if kind == "linear" else C.quadratic(arg)
+    theta = logits.clone().requires_grad_(True)
+    (auto,) = torch.autograd.grad(C.objective(h, theta), theta)
+    torch.testing.assert_close(C.exact_gradient(h, logits), auto, rtol=1e-12, atol=1e-14)
+
+
+def test_category_values_of_the_quadratic_are_its_closed_form():
+    """h(e_k) = ||e_k - t||^2 = 1 - 2 t_k + ||t||^2."""
+    v = C.category_values(C.quadratic(TARGET), LOGITS)
+    torch.testing.assert_close(v, 1 - 2 * TARGET + (TARGET**2).sum())
+
+
+# ----------------------------------------------------------------------------- inverse CDF
+def test_inverse_cdf_category_samples_softmax_and_is_piecewise_constant():
+    """P(k(theta, U) = k) = F_k - F_{k-1} = p_k for U uniform, checked within 5 standard errors
+    sqrt(p(1-p)/n); and a small change of theta changes the category only for the few u
+    within that distance of a boundary F_k (here < 1% of them)."""
+    n = 100_000
+    u = torch.rand(n, generator=torch.Generator().manual_seed(0), dtype=torch.float64).clamp(1e-12, 1 - 1e-12)
+    k = C.inverse_cdf_category(LOGITS, u)
+    assert k.dtype == torch.long and k.shape == (n,)
+    p = torch.softmax(LOGITS, -1)
+    freq = torch.bincount(k, minlength=3).to(torch.float64) / n
+    se = (p * (1 - p) / n).sqrt()
+    assert bool(((freq - p).abs() < 5 * se).all()), (freq, p)
+    moved = C.inverse_cdf_category(LOGITS + torch.tensor([1e-3, 0.0, 0.0], dtype=torch.float64), u)
+    assert 0 < float((moved != k).double().mean()) < 0.01
+
+
+# ----------------------------------------------------------------------------- REINFORCE
+@pytest.mark.parametrize("baseline", [None, "loo", 0.7])
+def test_reinforce_is_unbiased(baseline):
+    """E[(v_k - b)(e_k - p)] = sum_k p_k v_k (e_k - p) - b sum_k p_k (e_k - p)
+    = p*v - p (p.v) - b (p - p) = p (v - p.v), the exact gradient, for any b independent of k.
+    The mean of n estimates is within 5 standard errors (sample sd / sqrt(n)) per coordinate."""
+    torch.manual_seed(1)
+    h = C.quadratic(TARGET)
+    n = 50_000
+    est = C.reinforce(h, LOGITS, n, baseline=baseline)
+    assert est.shape == (n, 3)
+    se = est.std(0) / math.sqrt(n)
+    err = (est.mean(0) - C.exact_gradient(h, LOGITS)).abs()
+    assert bool((err < 5 * se).all()), (err, se)
+
+
+def test_reinforce_loo_baseline_reduces_variance():
+    """The leave-one-out baseline removes most of f's mean from the weight: on the quadratic
+    (values 0.98, 0.78, 0.38 around a mean near 0.88) the variance drops several-fold."""
+    torch.manual_seed(2)
+    h = C.quadratic(TARGET)
+    ex = C.exact_gradient(h, LOGITS)
+    plain = C.bias_variance(C.reinforce(h, LOGITS, 20_000), ex).variance
+    loo = C.bias_variance(C.reinforce(h, LOGITS, 20_000, baseline="loo"), ex).variance
+    assert loo < plain / 3
+
+
+# ----------------------------------------------------------------------------- Gumbel-softmax
+@pytest.mark.parametrize("tau", [0.3, 1.0, 3.0])
+def test_relaxed_matches_the_softmax_jacobian_closed_form(tau):
+    """y = softmax((theta+g)/tau) has Jacobian (1/tau)(diag y - y y^T), so
+    grad h(y) = (1/tau) y * (a - y.a) with a = grad_y h = 2 (y - t) for the quadratic.
+    Same seed, same Gumbel draw: equal sample by sample."""
+    h = C.quadratic(TARGET)
+    torch.manual_seed(3)
+    g = gumbel((500, 3), dtype=torch.float64)
+    torch.manual_seed(3)
+    est = C.relaxed(h, LOGITS, tau, 500)
+    y = torch.softmax((LOGITS + g) / tau, -1)
+    torch.testing.assert_close(est, _softmax_jacobian_vjp(y, 2 * (y - TARGET), tau))
+
+
+def test_relaxed_bias_vanishes_as_temperature_goes_to_zero():
+    """For a linear h(y) = v.y the relaxed objective is v.E[y_tau], and E[y_tau] -> p as
+    tau -> 0 (y_tau tends to the one-hot of the Gumbel-max sample, an exact draw from p);
+    so the relaxed gradient's bias shrinks with tau. At tau = 1 the bias is over 20
+    standard errors (the mean of a Concrete sample is not p); at tau = 0.05 it is below 5.
+    A scale error (a missing 1/tau) would leave a bias of order ||grad L|| = 0.17 there."""
+    h = C.linear(VALUES)
+    ex = C.exact_gradient(h, LOGITS)
+    torch.manual_seed(4)
+    hot = C.bias_variance(C.relaxed(h, LOGITS, 1.0, 200_000), ex)
+    cold = C.bias_variance(C.relaxed(h, LOGITS, 0.05, 200_000), ex)
+    assert hot.bias > 20 * hot.bias_se, hot
+    assert cold.bias < 5 * cold.bias_se, cold
+    assert cold.variance > 10 * hot.variance  # the price: variance grows as tau -> 0
+
+
+# ----------------------------------------------------------------------------- straight-through
+def test_straight_through_equals_relaxed_for_a_linear_objective():
+    """hard=True returns z = y_hard - sg(y_soft) + y_soft: its Jacobian is y_soft's, and a
+    linear h has the same gradient v everywhere, so both estimators give J^T v exactly."""
+    h = C.linear(VALUES)
+    torch.manual_seed(5)
+    soft = C.relaxed(h, LOGITS, 0.5, 1000)
+    torch.manual_seed(5)
+    hard = C.straight_through(h, LOGITS, 0.5, 1000)
+    torch.testing.assert_close(hard, soft)
+
+
+def test_straight_through_uses_the_soft_jacobian_at_the_hard_sample():
+    """For the quadratic, straight-through's estimate is (1/tau)(diag y - y y^T) 2 (z - t) with
+    z the one-hot of argmax(theta + g) (the forward value) and y the soft sample."""
+    h = C.quadratic(TARGET)
+    tau = 0.7
+    torch.manual_seed(6)
+    g = gumbel((400, 3), dtype=torch.float64)
+    torch.manual_seed(6)
+    est = C.straight_through(h, LOGITS, tau, 400)
+    y = torch.softmax((LOGITS + g) / tau, -1)
+    z = torch.nn.functional.one_hot((LOGITS + g).argmax(-1), 3).to(y)
+    torch.testing.assert_close(est, _softmax_jacobian_vjp(y, 2 * (z - TARGET), tau))
+
+
+def test_straight_through_is_biased_on_a_nonlinear_objective():
+    """The forward value is an exact sample, but the backward pass is not the gradient of
+    anything: at tau = 1 on the quadratic the bias is far beyond 10 standard errors."""
+    h = C.quadratic(TARGET)
+    torch.manual_seed(7)
+    bv = C.bias_variance(C.straight_through(h, LOGITS, 1.0, 100_000), C.exact_gradient(h, LOGITS))
+    assert bv.bias > 10 * bv.bias_se, bv
+
+
+def test_extreme_logits_stay_finite():
+    """Logits of +-1e4 saturate the softmax but every estimate stays finite."""
+    logits = torch.tensor([1e4, 0.0, -1e4])
+    h = C.quadratic(torch.tensor([0.2, 0.3, 0.5]))
+    torch.manual_seed(8)
+    for est in (C.relaxed(h, logits, 0.1, 1000), C.straight_through(h, logits, 0.1, 1000), C.reinforce(h, logits, 1000)):
+        assert bool(torch.isfinite(est).all())
+    assert bool(torch.isfinite(C.exact_gradient(h, logits)).all())
+
+
+# ----------------------------------------------------------------------------- evaluation
+def test_bias_variance_on_known_numbers():
+    """Rows (1, 0) and (3, 0): mean (2, 0); against (1, 1) the bias is ||(1, -1)|| = sqrt 2,
+    the unbiased sample variances are (2, 0), so variance 2, bias_se sqrt(2/2) = 1,
+    mse 2 + 2 = 4 and cosine (2,0).(1,1)/(2 sqrt 2) = 1/sqrt 2."""
+    bv = C.bias_variance(torch.tensor([[1.0, 0.0], [3.0, 0.0]]), torch.tensor([1.0, 1.0]))
+    assert bv.bias == pytest.approx(math.sqrt(2))
+    assert bv.variance == pytest.approx(2.0)
+    assert bv.bias_se == pytest.approx(1.0)
+    assert bv.mse == pytest.approx(4.0)
+    assert bv.cosine == pytest.approx(1 / math.sqrt(2))
+    assert bv.n_samples == 2
+
+
+# ----------------------------------------------------------------------------- optimisation
+def test_anneal_schedule():
+    """tau_t = max(end, start exp(-r t)): start at t = 0, end once start e^{-rt} < end."""
+    assert C.anneal(0, start=2.0, end=0.1, rate=0.01) == pytest.approx(2.0)
+    assert C.anneal(100, start=2.0, end=0.1, rate=0.01) == pytest.approx(2.0 * math.exp(-1.0))
+    assert C.anneal(10_000, start=2.0, end=0.1, rate=0.01) == pytest.approx(0.1)
+
+
+def test_minimize_with_the_exact_gradient_reaches_the_best_category():
+    """Adam on the exact gradient drives L to min_k h(e_k) = 0.38 (category 3, the largest t_k),
+    and leaves the starting logits untouched."""
+    h = C.quadratic(TARGET)
+    start = LOGITS.clone()
+    losses = C.minimize(h, LOGITS, "exact", steps=300, n_samples=1, lr=0.1)
+    assert losses.shape == (300,)
+    assert float(losses[-1]) < 0.38 + 0.01
+    assert float(losses[-1]) < float(losses[0])
+    torch.testing.assert_close(LOGITS, start)
+
+
+# ----------------------------------------------------------------------------- bad input
+H = C.quadratic(TARGET)
+
+
+@pytest.mark.parametrize(
+    "call, error, match",
+    [
+        (lambda: C.exact_gradient(H, torch.tensor([1, 2, 3])), TypeError, "logits"),
+        (lambda: C.exact_gradient(H, torch.zeros(2, 3)), ValueError, "logits"),
+        (lambda: C.exact_gradient(H, torch.zeros(1)), ValueError, "logits"),
+        (lambda: C.exact_gradient(H, torch.tensor([0.0, float("nan")])), ValueError, "logits"),
+        (lambda: C.exact_gradient("h", torch.zeros(3)), TypeError, "h must be callable"),
+        (lambda: C.exact_gradient(lambda y: y, torch.zeros(3)), ValueError, "one value per row"),
+        (lambda: C.relaxed(H, torch.zeros(3), 0.0, 10), ValueError, "temperature"),
+        (lambda: C.relaxed(H, torch.zeros(3), -1.0, 10), ValueError, "temperature"),
+        (lambda: C.relaxed(H, torch.zeros(3), float("nan"), 10), ValueError, "temperature"),
+        (lambda: C.straight_through(H, torch.zeros(3), True, 10), TypeError, "temperature"),
+        (lambda: C.relaxed(H, torch.zeros(3), torch.ones(2), 10), ValueError, "temperature"),
+        (lambda: C.relaxed(H, torch.zeros(3), 1.0, 0), ValueError, "n_samples"),
+        (lambda: C.reinforce(H, torch.zeros(3), 10.0), TypeError, "n_samples"),
+        (lambda: C.reinforce(H, torch.zeros(3), 10, baseline="mean"), ValueError, "baseline"),
+        (lambda: C.linear(torch.zeros(2, 2)), ValueError, "values"),
+        (lambda: C.quadratic([0.5, 0.5]), TypeError, "target"),
+        (lambda: C.inverse_cdf_category(torch.zeros(3), torch.tensor([0.0, 0.5])), ValueError, "u must lie"),
+        (lambda: C.bias_variance(torch.zeros(5, 3), torch.zeros(2)), ValueError, "exact"),
+        (lambda: C.bias_variance(torch.zeros(1, 3), torch.zeros(3)), ValueError, "estimates"),
+        (lambda: C.anneal(-1), ValueError, "step"),
+        (lambda: C.anneal(1, start=0.0), ValueError, "start"),
+        (lambda: C.anneal(1, rate="fast"), TypeError, "rate"),
+        (lambda: C.minimize(H, torch.zeros(3), "adam", steps=1, n_samples=1), ValueError, "estimator"),
+        (lambda: C.minimize(H, torch.zeros(3), "exact", steps=1, n_samples=1, lr=0), ValueError, "lr"),
+    ],
+)
+def test_bad_input_is_rejected_with_a_clear_message(call, error, match):
+    with pytest.raises(error, match=match):
+        call()
