@@ -1,0 +1,413 @@
+r"""Exact gradients and estimator variances for the book's test problems.
+
+Chapters 3, 4 and 6 measure the score-function and pathwise estimators on problems
+whose answers are known, so that every measured variance can be set against its
+exact value. This module holds those exact values.
+
+**Gaussian problems** (the setting of Figures 2 and 3 of Mohamed et al., 2020):
+:math:`x \sim \mathcal N(\mu, \sigma^2)`, written :math:`x = \mu + \sigma\varepsilon`
+with :math:`\varepsilon \sim \mathcal N(0, 1)`, and one of three test functions
+
+.. math::
+
+    f_{\text{quadratic}}(x) = (x - k)^2, \qquad
+    f_{\text{exp}}(x) = e^{-k x^2}, \qquad
+    f_{\text{cos}}(x) = \cos(k x).
+
+The per-sample estimators of :math:`\nabla_{(\mu,\sigma)} \mathbb E[f(x)]`, as
+:func:`companion.estimators.pathwise` and :func:`companion.estimators.score_function`
+compute them for ``Normal(mu, sigma)``, are
+
+.. math::
+
+    \text{pathwise:}\quad (\hat g_\mu, \hat g_\sigma) = \bigl(f'(x),\; f'(x)\,\varepsilon\bigr),
+    \qquad
+    \text{score function:}\quad (\hat g_\mu, \hat g_\sigma)
+      = \Bigl(f(x)\,\frac{\varepsilon}{\sigma},\; f(x)\,\frac{\varepsilon^2 - 1}{\sigma}\Bigr),
+
+since :math:`\partial_\mu \log p = (x-\mu)/\sigma^2 = \varepsilon/\sigma` and
+:math:`\partial_\sigma \log p = -1/\sigma + (x-\mu)^2/\sigma^3 = (\varepsilon^2-1)/\sigma`.
+Their variances are closed forms for the quadratic and are integrated numerically
+(adaptive quadrature in float64, :func:`normal_expectation`) for the
+other two, where the closed forms exist but are long.
+
+**Exponential problem** (chapter 4): :math:`z \sim \operatorname{Exp}(\lambda)`,
+:math:`z = -\log(u)/\lambda`, :math:`f(z) = (z - k)^2`, with the estimators
+:math:`f'(z)\,\partial z/\partial\lambda = -f'(z)\,z/\lambda` (pathwise) and
+:math:`f(z)(1/\lambda - z)` (score function). Every quantity is a polynomial in
+:math:`z` and :math:`\mathbb E[z^n] = n!/\lambda^n`, so all of it is exact.
+
+Every function returns Python floats computed in float64.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Callable
+
+import numpy as np
+import torch
+from scipy import integrate
+
+from companion.validation import check_positive_int
+
+__all__ = [
+    "GAUSSIAN_TEST_FUNCTIONS",
+    "ESTIMATORS",
+    "test_function",
+    "normal_expectation",
+    "gaussian_expectation",
+    "gaussian_gradient",
+    "gaussian_estimator_variance",
+    "gaussian_variance_standard_error",
+    "exponential_expectation",
+    "exponential_gradient",
+    "exponential_estimator_variance",
+    "exponential_variance_standard_error",
+]
+
+#: Names of the Gaussian test functions: :math:`(x-k)^2`, :math:`e^{-kx^2}`, :math:`\cos kx`.
+GAUSSIAN_TEST_FUNCTIONS = ("quadratic", "exp", "cos")
+#: Names of the two estimators, as in :mod:`companion.estimators`.
+ESTIMATORS = ("pathwise", "score_function")
+
+_DEFAULT_NODES = 160
+
+
+# --------------------------------------------------------------------------- checks
+def _real(name: str, value) -> float:
+    if isinstance(value, torch.Tensor) and value.numel() == 1:
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {value!r} of type {type(value).__name__}")
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value!r}")
+    return value
+
+
+def _positive(name: str, value) -> float:
+    value = _real(name, value)
+    if value <= 0:
+        raise ValueError(f"{name} must be > 0, got {value!r}")
+    return value
+
+
+def _name(name) -> str:
+    if name not in GAUSSIAN_TEST_FUNCTIONS:
+        raise ValueError(f"name must be one of {GAUSSIAN_TEST_FUNCTIONS}, got {name!r}")
+    return name
+
+
+def _estimator(estimator) -> str:
+    if estimator not in ESTIMATORS:
+        raise ValueError(f"estimator must be one of {ESTIMATORS}, got {estimator!r}")
+    return estimator
+
+
+def _k(name: str, k) -> float:
+    k = _real("k", k)
+    if name == "exp" and k < 0:
+        raise ValueError(f"k must be >= 0 for exp(-k x^2) (otherwise E[f] is infinite), got {k!r}")
+    return k
+
+
+# --------------------------------------------------------------------------- test functions
+def test_function(name: str, k: float) -> Callable[[torch.Tensor], torch.Tensor]:
+    r"""The test function ``name`` with constant :math:`k`, as a torch function of a batch.
+
+    ``"quadratic"``: :math:`(x-k)^2`; ``"exp"``: :math:`e^{-kx^2}` (:math:`k \ge 0`);
+    ``"cos"``: :math:`\cos(kx)`. The returned function maps a tensor of samples to
+    a tensor of the same shape, so it can be passed as ``f`` to
+    :mod:`companion.estimators` with univariate samples.
+    """
+    name = _name(name)
+    k = _k(name, k)
+    if name == "quadratic":
+        return lambda x: (x - k) ** 2
+    if name == "exp":
+        return lambda x: torch.exp(-k * x**2)
+    return lambda x: torch.cos(k * x)
+
+
+test_function.__test__ = False  # not a pytest test, despite its name
+
+
+def _f_and_df(name: str, k: float):
+    """NumPy float64 versions of f and f' for quadrature."""
+    if name == "quadratic":
+        return (lambda x: (x - k) ** 2), (lambda x: 2.0 * (x - k))
+    if name == "exp":
+        return (lambda x: np.exp(-k * x**2)), (lambda x: -2.0 * k * x * np.exp(-k * x**2))
+    return (lambda x: np.cos(k * x)), (lambda x: -k * np.sin(k * x))
+
+
+# --------------------------------------------------------------------------- quadrature
+def normal_expectation(
+    h: Callable[[np.ndarray], np.ndarray],
+    mu: float = 0.0,
+    sigma: float = 1.0,
+    method: str = "adaptive",
+    n_nodes: int = _DEFAULT_NODES,
+) -> float:
+    r""":math:`\mathbb E_{x \sim \mathcal N(\mu,\sigma^2)}[h(x)]` by numerical integration in float64.
+
+    Writing :math:`x = \mu + \sigma\varepsilon`,
+    :math:`\mathbb E[h(x)] = \int h(\mu + \sigma\varepsilon)\,\varphi(\varepsilon)\,d\varepsilon`
+    with :math:`\varphi` the standard normal density.
+
+    ``method="adaptive"`` (default): adaptive Gauss-Kronrod quadrature
+    (``scipy.integrate.quad``, relative tolerance :math:`10^{-12}`, absolute
+    :math:`10^{-14}`) over
+    :math:`\varepsilon \in [-40, 40]`, outside which :math:`\varphi` underflows to 0,
+    with break points at :math:`\varepsilon = 0` and :math:`\varepsilon = -\mu/\sigma`
+    (where :math:`x = 0`, the peak of :math:`e^{-kx^2}`). It resolves sharp peaks and
+    fast oscillations.
+
+    ``method="gauss_hermite"``: the probabilists' Gauss-Hermite rule with
+    ``n_nodes`` nodes :math:`\varepsilon_j` and weights :math:`w_j`,
+    :math:`\mathbb E[h(x)] \approx \frac{1}{\sqrt{2\pi}}\sum_j w_j\, h(\mu + \sigma\varepsilon_j)`,
+    exact for polynomials of degree below :math:`2n` and fast, but coarse for a
+    peak narrower than its node spacing. ``h`` then receives an array of nodes.
+    """
+    if not callable(h):
+        raise TypeError(f"h must be callable, got {h!r} of type {type(h).__name__}")
+    mu = _real("mu", mu)
+    sigma = _positive("sigma", sigma)
+    n_nodes = check_positive_int("n_nodes", n_nodes, minimum=2)
+    if method == "gauss_hermite":
+        eps, w = np.polynomial.hermite_e.hermegauss(n_nodes)
+        values = np.asarray(h(mu + sigma * eps), dtype=np.float64)
+        return float(np.dot(w, values) / math.sqrt(2.0 * math.pi))
+    if method != "adaptive":
+        raise ValueError(f"method must be 'adaptive' or 'gauss_hermite', got {method!r}")
+    norm = 1.0 / math.sqrt(2.0 * math.pi)
+
+    def integrand(e: float) -> float:
+        return float(h(mu + sigma * e)) * norm * math.exp(-0.5 * e * e)
+
+    points = sorted({0.0, min(max(-mu / sigma, -39.0), 39.0)})
+    value, _ = integrate.quad(integrand, -40.0, 40.0, points=points, limit=1000, epsabs=1e-14, epsrel=1e-12)
+    return float(value)
+
+
+def _gaussian_per_sample(name: str, estimator: str, k: float, mu: float, sigma: float):
+    """The two per-sample estimators (d/dmu, d/dsigma) as functions of the noise eps."""
+    f, df = _f_and_df(name, k)
+    if estimator == "pathwise":
+        return (lambda e: df(mu + sigma * e)), (lambda e: df(mu + sigma * e) * e)
+    return (lambda e: f(mu + sigma * e) * e / sigma), (lambda e: f(mu + sigma * e) * (e**2 - 1.0) / sigma)
+
+
+def _eps_moment(g, power: int, center: float) -> float:
+    """E[(g(eps) - center)^power] for eps ~ N(0, 1), integrated adaptively."""
+    return normal_expectation(lambda e: (g(e) - center) ** power, 0.0, 1.0)
+
+
+# --------------------------------------------------------------------------- Gaussian: values and gradients
+def gaussian_expectation(name: str, k: float, mu: float, sigma: float) -> float:
+    r""":math:`\mathbb E_{\mathcal N(\mu,\sigma^2)}[f(x)]` in closed form.
+
+    .. math::
+
+        \mathbb E[(x-k)^2] = (\mu-k)^2 + \sigma^2, \qquad
+        \mathbb E[e^{-kx^2}] = \frac{1}{\sqrt{r}} \exp\Bigl(-\frac{k\mu^2}{r}\Bigr),\ r = 1 + 2k\sigma^2,
+        \qquad
+        \mathbb E[\cos kx] = e^{-k^2\sigma^2/2}\cos(k\mu).
+
+    The second completes the square in the Gaussian integral; the third is the real
+    part of the characteristic function :math:`\mathbb E[e^{ikx}] = e^{ik\mu - k^2\sigma^2/2}`.
+    """
+    name = _name(name)
+    k, mu, sigma = _k(name, k), _real("mu", mu), _positive("sigma", sigma)
+    if name == "quadratic":
+        return (mu - k) ** 2 + sigma**2
+    if name == "exp":
+        r = 1.0 + 2.0 * k * sigma**2
+        return math.exp(-k * mu**2 / r) / math.sqrt(r)
+    return math.exp(-0.5 * k**2 * sigma**2) * math.cos(k * mu)
+
+
+def gaussian_gradient(name: str, k: float, mu: float, sigma: float) -> tuple[float, float]:
+    r"""The exact gradient :math:`\bigl(\partial_\mu, \partial_\sigma\bigr)\, \mathbb E_{\mathcal N(\mu,\sigma^2)}[f(x)]`.
+
+    Differentiating :func:`gaussian_expectation`, with :math:`r = 1 + 2k\sigma^2`
+    and :math:`E = \mathbb E[e^{-kx^2}]`:
+
+    .. math::
+
+        (x-k)^2:&\quad \bigl(2(\mu - k),\; 2\sigma\bigr) \\
+        e^{-kx^2}:&\quad \Bigl(-\frac{2k\mu}{r} E,\;
+            \Bigl(\frac{4k^2\mu^2\sigma}{r^2} - \frac{2k\sigma}{r}\Bigr) E\Bigr) \\
+        \cos kx:&\quad \bigl(-k\, e^{-k^2\sigma^2/2}\sin k\mu,\; -k^2\sigma\, e^{-k^2\sigma^2/2}\cos k\mu\bigr)
+
+    Both estimators are unbiased for these, so this is also the mean of every
+    per-sample estimate.
+    """
+    name = _name(name)
+    k, mu, sigma = _k(name, k), _real("mu", mu), _positive("sigma", sigma)
+    if name == "quadratic":
+        return 2.0 * (mu - k), 2.0 * sigma
+    if name == "exp":
+        r = 1.0 + 2.0 * k * sigma**2
+        e = math.exp(-k * mu**2 / r) / math.sqrt(r)
+        return -2.0 * k * mu / r * e, (4.0 * k**2 * mu**2 * sigma / r**2 - 2.0 * k * sigma / r) * e
+    damp = math.exp(-0.5 * k**2 * sigma**2)
+    return -k * damp * math.sin(k * mu), -(k**2) * sigma * damp * math.cos(k * mu)
+
+
+# --------------------------------------------------------------------------- Gaussian: variances
+def _quadratic_variance(estimator: str, c: float, s: float) -> tuple[float, float]:
+    if estimator == "pathwise":
+        return 4.0 * s**2, 4.0 * c**2 + 8.0 * s**2
+    return c**4 / s**2 + 14.0 * c**2 + 15.0 * s**2, 2.0 * c**4 / s**2 + 60.0 * c**2 + 74.0 * s**2
+
+
+def gaussian_estimator_variance(
+    name: str,
+    estimator: str,
+    k: float,
+    mu: float = 1.0,
+    sigma: float = 1.0,
+    method: str = "auto",
+) -> tuple[float, float]:
+    r"""Variance of one sample's estimate of :math:`(\partial_\mu, \partial_\sigma)\,\mathbb E[f(x)]`.
+
+    This is what ``estimates.var(0)`` converges to, for ``estimates`` returned by
+    :func:`companion.estimators.pathwise` or :func:`~companion.estimators.score_function`
+    with ``Normal(mu, sigma)``. For :math:`f = (x-k)^2`, with :math:`c = \mu - k`,
+    expanding the estimators in the Gaussian moments
+    :math:`\mathbb E[\varepsilon^{2m}] = 1, 1, 3, 15, 105` gives
+
+    .. math::
+
+        \text{pathwise:}\quad &\mathbb V[\hat g_\mu] = 4\sigma^2, &
+            \mathbb V[\hat g_\sigma] &= 4c^2 + 8\sigma^2, \\
+        \text{score function:}\quad &\mathbb V[\hat g_\mu] = \frac{c^4}{\sigma^2} + 14c^2 + 15\sigma^2, &
+            \mathbb V[\hat g_\sigma] &= \frac{2c^4}{\sigma^2} + 60c^2 + 74\sigma^2 .
+
+    For ``"exp"`` and ``"cos"`` the variance
+    :math:`\mathbb E[\hat g^2] - (\mathbb E \hat g)^2` is integrated by
+    :func:`normal_expectation` (``method="auto"`` or ``"quadrature"``);
+    ``method="quadrature"`` also works for the quadratic (exactly, the integrand
+    being a polynomial), and ``"closed_form"`` only for the quadratic.
+
+    Returns:
+        ``(variance of the d/dmu estimate, variance of the d/dsigma estimate)``.
+    """
+    name, estimator = _name(name), _estimator(estimator)
+    k, mu, sigma = _k(name, k), _real("mu", mu), _positive("sigma", sigma)
+    if method not in ("auto", "closed_form", "quadrature"):
+        raise ValueError(f"method must be 'auto', 'closed_form' or 'quadrature', got {method!r}")
+    if method == "closed_form" and name != "quadratic":
+        raise ValueError(f"method='closed_form' is implemented for name='quadratic' only, got name={name!r}")
+    if name == "quadratic" and method != "quadrature":
+        return _quadratic_variance(estimator, mu - k, sigma)
+    means = gaussian_gradient(name, k, mu, sigma)
+    g_mu, g_sigma = _gaussian_per_sample(name, estimator, k, mu, sigma)
+    return _eps_moment(g_mu, 2, means[0]), _eps_moment(g_sigma, 2, means[1])
+
+
+def gaussian_variance_standard_error(
+    name: str,
+    estimator: str,
+    k: float,
+    mu: float = 1.0,
+    sigma: float = 1.0,
+    n_samples: int = 1,
+) -> tuple[float, float]:
+    r"""Standard error of the sample variance of ``n_samples`` per-sample estimates.
+
+    For :math:`N` independent copies of :math:`\hat g` with variance :math:`v` and
+    fourth central moment :math:`m_4`, the sample variance :math:`s^2` has, to
+    leading order in :math:`1/N`,
+
+    .. math::
+
+        \operatorname{SE}(s^2) = \sqrt{\frac{m_4 - v^2}{N}},
+
+    and :math:`m_4` is integrated by :func:`normal_expectation`. This is the
+    sampling error against which a measured variance is compared with
+    :func:`gaussian_estimator_variance`.
+
+    Returns:
+        ``(SE for the d/dmu estimate, SE for the d/dsigma estimate)``.
+    """
+    name, estimator = _name(name), _estimator(estimator)
+    k, mu, sigma = _k(name, k), _real("mu", mu), _positive("sigma", sigma)
+    n = check_positive_int("n_samples", n_samples)
+    means = gaussian_gradient(name, k, mu, sigma)
+    out = []
+    for g, m in zip(_gaussian_per_sample(name, estimator, k, mu, sigma), means):
+        v = _eps_moment(g, 2, m)
+        m4 = _eps_moment(g, 4, m)
+        out.append(math.sqrt(max(m4 - v * v, 0.0) / n))
+    return out[0], out[1]
+
+
+# --------------------------------------------------------------------------- exponential
+def exponential_expectation(k: float, rate: float) -> float:
+    r""":math:`\mathbb E_{z \sim \operatorname{Exp}(\lambda)}[(z-k)^2] = \frac{2}{\lambda^2} - \frac{2k}{\lambda} + k^2`,
+
+    from :math:`\mathbb E[z] = 1/\lambda` and :math:`\mathbb E[z^2] = 2/\lambda^2`.
+    """
+    k, rate = _real("k", k), _positive("rate", rate)
+    return 2.0 / rate**2 - 2.0 * k / rate + k**2
+
+
+def exponential_gradient(k: float, rate: float) -> float:
+    r""":math:`\frac{\partial}{\partial\lambda}\mathbb E[(z-k)^2] = \frac{2k}{\lambda^2} - \frac{4}{\lambda^3}`."""
+    k, rate = _real("k", k), _positive("rate", rate)
+    return 2.0 * k / rate**2 - 4.0 / rate**3
+
+
+def _exp_moment(coefficients: np.ndarray, rate: float) -> float:
+    """E[p(z)] for z ~ Exp(rate) and p given by its power-series coefficients: sum c_n n! / rate^n."""
+    return float(sum(c * math.factorial(n) / rate**n for n, c in enumerate(coefficients)))
+
+
+def _exponential_per_sample(estimator: str, k: float, rate: float) -> np.polynomial.Polynomial:
+    P = np.polynomial.Polynomial
+    z = P([0.0, 1.0])
+    f = (z - k) ** 2
+    if estimator == "pathwise":
+        return f.deriv() * (-z / rate)
+    return f * (1.0 / rate - z)
+
+
+def exponential_estimator_variance(estimator: str, k: float, rate: float) -> float:
+    r"""Variance of one sample's estimate of :math:`\partial_\lambda \mathbb E[(z-k)^2]`, :math:`z \sim \operatorname{Exp}(\lambda)`.
+
+    With :math:`z = -\log(u)/\lambda`, :math:`\partial z/\partial\lambda = -z/\lambda`, and
+    :math:`\partial_\lambda \log p = 1/\lambda - z`, the per-sample estimators are the
+    polynomials :math:`-2(z-k)z/\lambda` (pathwise) and :math:`(z-k)^2(1/\lambda - z)`
+    (score function). Their second moments follow from :math:`\mathbb E[z^n] = n!/\lambda^n`:
+
+    .. math::
+
+        \mathbb V_{\text{pathwise}} = \frac{4(k^2\lambda^2 - 8k\lambda + 20)}{\lambda^6},
+        \qquad
+        \mathbb V_{\text{score}} = \frac{k^4\lambda^4 - 12k^3\lambda^3 + 80k^2\lambda^2 - 296k\lambda + 488}{\lambda^6}.
+    """
+    estimator = _estimator(estimator)
+    k, lam = _real("k", k), _positive("rate", rate)
+    if estimator == "pathwise":
+        return 4.0 * (k**2 * lam**2 - 8.0 * k * lam + 20.0) / lam**6
+    return (k**4 * lam**4 - 12.0 * k**3 * lam**3 + 80.0 * k**2 * lam**2 - 296.0 * k * lam + 488.0) / lam**6
+
+
+def exponential_variance_standard_error(estimator: str, k: float, rate: float, n_samples: int = 1) -> float:
+    r"""Standard error :math:`\sqrt{(m_4 - v^2)/N}` of the sample variance of ``n_samples`` estimates.
+
+    The fourth central moment :math:`m_4 = \mathbb E[(\hat g - \mathbb E\hat g)^4]` of
+    the polynomial estimator is exact, from :math:`\mathbb E[z^n] = n!/\lambda^n`.
+    """
+    estimator = _estimator(estimator)
+    k, rate = _real("k", k), _positive("rate", rate)
+    n = check_positive_int("n_samples", n_samples)
+    g = _exponential_per_sample(estimator, k, rate)
+    mean = _exp_moment(g.coef, rate)
+    v = _exp_moment(((g - mean) ** 2).coef, rate)
+    m4 = _exp_moment(((g - mean) ** 4).coef, rate)
+    return math.sqrt(max(m4 - v * v, 0.0) / n)

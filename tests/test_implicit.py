@@ -1,0 +1,102 @@
+"""Tests of companion.implicit: two independent computations of the implicit gradient, and torch's."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy import special
+
+from companion import implicit
+
+
+@pytest.mark.parametrize("alpha", [0.2, 0.9, 3.0, 25.0])
+def test_finite_difference_and_quadrature_agree(alpha):
+    """dP/dalpha by a finite difference of gammainc equals the quadrature of its defining integral.
+
+    The two share nothing but scipy's gammainc/digamma: one differentiates P(alpha, x)
+    numerically in alpha, the other integrates t^(alpha-1) log(t) e^(-t) / Gamma(alpha).
+    Points span both tails (quantiles 0.01 to 0.99).
+    """
+    x = special.gammaincinv(alpha, np.array([0.01, 0.2, 0.5, 0.8, 0.99]))
+    fd = implicit.gamma_cdf_grad_alpha(x, alpha)
+    quad = implicit.gamma_cdf_grad_alpha(x, alpha, method="quadrature")
+    np.testing.assert_allclose(fd, quad, rtol=1e-8)
+
+
+def test_implicit_gradient_integrates_to_derivative_of_mean():
+    """For Gamma(1, rate) the implicit gradient averages to d/dalpha E[z] = 1/rate (no sampling).
+
+    E[dz/dalpha] = int (dz/dalpha) p(z) dz = -int dP(alpha, rate z)/dalpha dz, and
+    d/dalpha E[z] = d/dalpha (alpha/rate) = 1/rate.
+    """
+    from scipy import integrate
+
+    rate = 2.0
+    val, _ = integrate.quad(
+        lambda z: -implicit.gamma_cdf_grad_alpha(rate * z, 1.0).item(), 0, math.inf, epsabs=0, epsrel=1e-9, limit=200
+    )
+    assert val == pytest.approx(1.0 / rate, rel=1e-7)
+
+
+@pytest.mark.parametrize("alpha", [0.3, 1.0, 4.0, 30.0])
+def test_torch_gamma_rsample_matches_implicit_formula(alpha):
+    """torch's Gamma.rsample gradient equals -dF/dalpha / p(z) computed independently.
+
+    torch uses its own series/asymptotic approximations of dF/dalpha; they agree with
+    ours to about 1e-3 relative (measured at most 8e-4 over 2000 samples), while ours
+    agrees with quadrature to 1e-8 (test above). Tolerance 5e-3.
+    """
+    torch.manual_seed(0)
+    a = torch.full((2000,), alpha, dtype=torch.float64, requires_grad=True)
+    rate = torch.tensor(1.5, dtype=torch.float64)
+    z = torch.distributions.Gamma(a, rate).rsample()
+    z.sum().backward()
+    ours = implicit.gamma_sample_grad(z.detach(), alpha, 1.5)
+    rel = ((a.grad - ours).abs() / ours.abs()).max().item()
+    assert rel < 5e-3
+
+
+def test_mean_of_implicit_gradient_is_derivative_of_mean():
+    """E[dz/dalpha] = d/dalpha E[z] = 1/rate, and E[d log z/dalpha] = psi'(alpha) (trigamma).
+
+    E[log z] = psi(alpha) - log(rate), so its alpha-derivative is the trigamma function.
+    Seeded Monte Carlo with N = 20000, tolerance 5 standard errors of the mean.
+    """
+    torch.manual_seed(3)
+    alpha, rate, n = 2.5, 1.5, 20_000
+    z = torch.distributions.Gamma(alpha, rate).sample((n,)).double()
+    g = implicit.gamma_sample_grad(z, alpha, rate)
+    assert abs(g.mean().item() - 1 / rate) < 5 * g.std().item() / math.sqrt(n)
+    glog = g / z
+    assert abs(glog.mean().item() - special.polygamma(1, alpha)) < 5 * glog.std().item() / math.sqrt(n)
+
+
+def test_beta_implicit_gradient_matches_torch_and_mean():
+    """Beta(a, b): torch's rsample gradients match ours; E[dz/da] = d/da a/(a+b) = b/(a+b)^2."""
+    torch.manual_seed(5)
+    n = 4000
+    a = torch.full((n,), 2.0, dtype=torch.float64, requires_grad=True)
+    b = torch.full((n,), 3.0, dtype=torch.float64, requires_grad=True)
+    z = torch.distributions.Beta(a, b).rsample()
+    z.sum().backward()
+    ga, gb = implicit.beta_sample_grad(z.detach(), 2.0, 3.0)
+    assert ((a.grad - ga).abs() / ga.abs()).max().item() < 5e-3
+    assert ((b.grad - gb).abs() / gb.abs()).max().item() < 5e-3
+    assert abs(ga.mean().item() - 3.0 / 25.0) < 5 * ga.std().item() / math.sqrt(n)
+    assert abs(gb.mean().item() + 2.0 / 25.0) < 5 * gb.std().item() / math.sqrt(n)
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="alpha must be > 0"):
+        implicit.gamma_sample_grad(torch.tensor([1.0]), -1.0)
+    with pytest.raises(ValueError, match="z must be > 0"):
+        implicit.gamma_sample_grad(torch.tensor([-1.0]), 1.0)
+    with pytest.raises(ValueError, match="method"):
+        implicit.gamma_cdf_grad_alpha(1.0, 1.0, method="autograd")
+    with pytest.raises(TypeError, match="z must be"):
+        implicit.gamma_sample_grad("1.0", 1.0)
+    with pytest.raises(ValueError, match=r"z must lie in \(0, 1\)"):
+        implicit.beta_sample_grad(torch.tensor([1.5]), 1.0, 1.0)
