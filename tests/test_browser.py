@@ -1,0 +1,495 @@
+"""The book as readers see it: every built HTML page, loaded in headless Chromium.
+
+For every page of the built site (found by listing the site, so a new chapter is
+covered as soon as it is in ``_toc.yml``) this checks that
+
+* the math is typeset by the book's own MathJax: every element Sphinx marks as math
+  holds a ``mjx-container``, and no raw TeX delimiter (``$$``, ``\\(``, ``\\[``,
+  ``\\begin{``) is left in the visible text outside code;
+* every ``<img>`` has loaded (``naturalWidth > 0``);
+* no uncaught JavaScript error (``pageerror``) and no console error;
+* no request goes to any host but the local server (all others are recorded and
+  aborted, so the test behaves the same with or without a network), and no local
+  request fails (a 404 for a font or a MathJax extension, say);
+* the primary sidebar links to every file in ``_toc.yml``;
+* every relative link points at a file of the site, and its ``#fragment`` at an id in
+  that file; every absolute link is a well-formed http(s) or mailto URL.
+
+Once per run: the search page finds each chapter from a word of its title, the
+site's root redirects to the landing page, the notebook pages offer Colab and Binder
+launch links and an ``.ipynb`` download, and Sphinx's ``linkcheck`` builder passes.
+
+The site is ``_build/html`` (``scripts/test.sh`` builds it before pytest runs), or
+``$BOOK_HTML_DIR``. If neither exists, the book is built strictly (``jupyter-book build
+. -W -n --keep-going``) into a temporary folder first, so the test never silently skips.
+Chromium is Debian's ``/usr/bin/chromium`` (``$CHROMIUM`` overrides); Playwright's own
+browsers are never downloaded. On failure a screenshot goes to ``test-artifacts/``.
+"""
+
+from __future__ import annotations
+
+import functools
+import html.parser
+import http.server
+import json
+import os
+import pathlib
+import re
+import shutil
+import socketserver
+import subprocess
+import sys
+import tempfile
+import threading
+import urllib.parse
+
+import pytest
+import yaml
+
+pytestmark = pytest.mark.browser
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+ARTIFACTS = ROOT / "test-artifacts"
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+LAUNCH_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+TIMEOUT_MS = 60_000  # generous: the CI machine may be busy
+# Directories of the site that hold assets, not pages.
+ASSET_DIRS = {"_static", "_sources", "_images", "mathjax", "_downloads"}
+# Raw TeX that MathJax should have replaced (searched in the visible text outside code).
+RAW_TEX = re.compile(r"\$\$|\\\(|\\\)|\\\[|\\\]|\\begin\{")
+
+
+# --------------------------------------------------------------------------- the site
+
+
+def _jupyter_book() -> list[str]:
+    exe = pathlib.Path(sys.executable).with_name("jupyter-book")
+    return [str(exe)] if exe.exists() else [sys.executable, "-m", "jupyter_book"]
+
+
+def _build(builder: str | None = None) -> pathlib.Path:
+    """Build the book strictly into a new temporary folder; return that folder."""
+    out = pathlib.Path(tempfile.mkdtemp(prefix="book-browser-"))
+    cmd = [*_jupyter_book(), "build", str(ROOT), "-W", "-n", "--keep-going",
+           "--path-output", str(out)]
+    if builder:
+        cmd += ["--builder", builder]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    if proc.returncode != 0:
+        pytest.fail(f"{' '.join(cmd)} failed ({proc.returncode}):\n"
+                    f"{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
+    return out / "_build"
+
+
+@functools.lru_cache(maxsize=1)
+def site_dir() -> pathlib.Path:
+    """The built HTML: $BOOK_HTML_DIR, else _build/html, else a fresh strict build."""
+    env = os.environ.get("BOOK_HTML_DIR")
+    if env:
+        path = pathlib.Path(env).resolve()
+        if not (path / "index.html").is_file():
+            raise RuntimeError(f"BOOK_HTML_DIR={env!r} holds no built book (no index.html)")
+        return path
+    default = ROOT / "_build" / "html"
+    if (default / "index.html").is_file():
+        return default
+    return _build() / "html"
+
+
+def toc_files() -> list[str]:
+    """Every document of _toc.yml (root first), as paths without suffix."""
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    files = [toc["root"]]
+
+    def walk(entries):
+        for entry in entries or []:
+            if "file" in entry:
+                files.append(entry["file"])
+            walk(entry.get("sections"))
+
+    for part in toc.get("parts", []):
+        walk(part.get("chapters"))
+    walk(toc.get("chapters"))
+    return files
+
+
+def pages() -> list[str]:
+    """The site's HTML pages, relative to its root (the root's redirect excluded)."""
+    site = site_dir()
+    found = []
+    for path in sorted(site.rglob("*.html")):
+        rel = path.relative_to(site)
+        if rel.parts[0] in ASSET_DIRS or rel.as_posix() == "index.html":
+            continue
+        found.append(rel.as_posix())
+    return found
+
+
+# --------------------------------------------------------------------------- fixtures
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format, *args):  # noqa: A002
+        pass
+
+
+class _Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+
+@pytest.fixture(scope="module")
+def base_url():
+    handler = functools.partial(_QuietHandler, directory=str(site_dir()))
+    server = _Server(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    sync_api = pytest.importorskip("playwright.sync_api")
+    if not pathlib.Path(CHROMIUM).exists() and not shutil.which(CHROMIUM):
+        pytest.fail(f"Chromium not found at {CHROMIUM!r}: `apt-get install chromium` "
+                    "(scripts/test.sh does), or set $CHROMIUM")
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS,
+                                     headless=True)
+        yield browser
+        browser.close()
+
+
+class PageRecord:
+    """A page opened in a fresh context, with everything that went wrong recorded."""
+
+    def __init__(self, browser, base_url: str, width: int = 1280, height: int = 900):
+        self.context = browser.new_context(viewport={"width": width, "height": height},
+                                           service_workers="block")
+        self.context.set_default_timeout(TIMEOUT_MS)
+        self.base_host = urllib.parse.urlsplit(base_url).netloc
+        self.offsite: list[str] = []
+        self.failed: list[str] = []
+        self.js_errors: list[str] = []
+        self.console_errors: list[str] = []
+        self.context.route("**/*", self._route)
+        self.page = self.context.new_page()
+        self.page.on("pageerror", lambda exc: self.js_errors.append(str(exc)))
+        self.page.on("console", self._console)
+        self.page.on("requestfailed", self._request_failed)
+        self.page.on("response", self._response)
+
+    def _route(self, route):
+        url = route.request.url
+        parts = urllib.parse.urlsplit(url)
+        if parts.scheme in ("data", "blob", "about") or parts.netloc == self.base_host:
+            route.continue_()
+        else:
+            self.offsite.append(url)
+            route.abort("blockedbyclient")
+
+    def _console(self, msg):
+        if msg.type == "error":
+            self.console_errors.append(f"{msg.text} @ {msg.location.get('url', '')}")
+
+    def _request_failed(self, request):
+        if urllib.parse.urlsplit(request.url).netloc == self.base_host:
+            self.failed.append(f"{request.url}: {request.failure}")
+
+    def _response(self, response):
+        if response.status >= 400:
+            self.failed.append(f"{response.url}: HTTP {response.status}")
+
+    def screenshot(self, name: str) -> pathlib.Path:
+        ARTIFACTS.mkdir(exist_ok=True)
+        path = ARTIFACTS / (re.sub(r"[^A-Za-z0-9_.-]+", "_", name) + ".png")
+        try:
+            self.page.screenshot(path=str(path), full_page=True)
+        except Exception:  # noqa: BLE001  (a screenshot is a courtesy; keep the real error)
+            pass
+        return path
+
+    def close(self):
+        self.context.close()
+
+
+@pytest.fixture
+def record(browser, base_url, request):
+    rec = PageRecord(browser, base_url)
+    try:
+        yield rec
+    finally:
+        rec.close()
+
+
+def _expect(problems: list[str], record: PageRecord, name: str) -> None:
+    if problems:
+        shot = record.screenshot(name)
+        pytest.fail(f"{name}: {len(problems)} problem(s) (screenshot: {shot}):\n  "
+                    + "\n  ".join(problems))
+
+
+# --------------------------------------------------------------------------- per page
+
+_PAGE_STATE_JS = r"""
+() => {
+  const skip = 'pre, code, script, style, textarea, .highlight, mjx-container, .MathJax';
+  const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+  const texts = [];
+  while (walker.nextNode()) {
+    const node = walker.currentNode;
+    const el = node.parentElement;
+    if (!el || el.closest(skip)) continue;
+    const style = getComputedStyle(el);
+    if (style.display === 'none' || style.visibility === 'hidden') continue;
+    if (node.textContent.trim()) texts.push(node.textContent);
+  }
+  const math = Array.from(document.querySelectorAll('.math'));
+  return {
+    text: texts.join(' '),
+    mathElements: math.length,
+    untypeset: math.filter(m => !m.querySelector('mjx-container'))
+                   .map(m => m.textContent.trim().slice(0, 80)),
+    mjx: document.querySelectorAll('mjx-container').length,
+    mathjaxSrc: Array.from(document.scripts).map(s => s.src).filter(s => /mathjax/i.test(s)),
+    brokenImages: Array.from(document.images)
+        .filter(i => !i.complete || i.naturalWidth === 0)
+        .map(i => i.getAttribute('src')),
+    images: document.images.length,
+    sidebar: Array.from(document.querySelectorAll(
+        '.bd-sidebar-primary a[href]'))
+        .map(a => new URL(a.getAttribute('href'), location.href).pathname),
+  };
+}
+"""
+
+
+def _open(record: PageRecord, url: str) -> dict:
+    page = record.page
+    page.goto(url, wait_until="load")
+    # Lazy images load only when scrolled to: make them eager, then wait for them.
+    page.evaluate("""() => Promise.all(Array.from(document.images).map(img => {
+        img.loading = 'eager';
+        return img.complete ? null : new Promise(r => { img.onload = img.onerror = r; });
+    }))""")
+    # MathJax 3: wait for the first typesetting pass (loader, fonts, autoloaded packages).
+    page.evaluate("""async () => {
+        for (let i = 0; i < 600 && document.querySelector('script[src*="mathjax"]'); i++) {
+            if (window.MathJax && MathJax.startup && MathJax.startup.promise) {
+                await MathJax.startup.promise; return; }
+            await new Promise(r => setTimeout(r, 50));
+        }
+    }""")
+    page.wait_for_load_state("networkidle")
+    return page.evaluate(_PAGE_STATE_JS)
+
+
+@pytest.mark.parametrize("page_path", pages())
+def test_page(record, base_url, page_path):
+    """One page: math typeset, images loaded, no JS error, nothing fetched off the site."""
+    try:
+        state = _open(record, base_url + page_path)
+    except Exception:
+        record.screenshot(f"page-{page_path}")
+        raise
+    problems = []
+    if state["mathElements"]:
+        if not state["mathjaxSrc"]:
+            problems.append("the page has math but loads no MathJax")
+        if state["untypeset"]:
+            problems.append(f"{len(state['untypeset'])} math element(s) not typeset, e.g. "
+                            f"{state['untypeset'][:3]}")
+    for src in state["mathjaxSrc"]:
+        if urllib.parse.urlsplit(src).netloc != record.base_host:
+            problems.append(f"MathJax is loaded from off the site: {src}")
+    raw = sorted({m.group(0) for m in RAW_TEX.finditer(state["text"])})
+    if raw:
+        at = RAW_TEX.search(state["text"]).start()
+        problems.append(f"raw TeX {raw} in the visible text, e.g. "
+                        f"{state['text'][max(0, at - 60):at + 60]!r}")
+    if state["brokenImages"]:
+        problems.append(f"images that did not load: {state['brokenImages']}")
+    problems += [f"uncaught JS error: {e}" for e in record.js_errors]
+    problems += [f"console error: {e}" for e in record.console_errors]
+    problems += [f"request off the site (aborted): {u}" for u in record.offsite]
+    problems += [f"failed request: {f}" for f in record.failed]
+    linked = set(state["sidebar"])
+    for doc in toc_files()[1:]:  # the root is the logo's link, not a sidebar entry
+        if not any(p.endswith("/" + doc + ".html") for p in linked):
+            problems.append(f"the sidebar does not link to {doc}")
+    _expect(problems, record, f"page-{page_path}")
+
+
+# --------------------------------------------------------------------------- links
+
+
+class _Links(html.parser.HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.hrefs: list[str] = []
+        self.ids: set[str] = set()
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if attrs.get("id"):
+            self.ids.add(attrs["id"])
+        if tag == "a" and attrs.get("name"):
+            self.ids.add(attrs["name"])
+        if tag == "a" and attrs.get("href") is not None:
+            self.hrefs.append(attrs["href"])
+
+
+@functools.lru_cache(maxsize=None)
+def _parse(path: pathlib.Path) -> _Links:
+    parser = _Links()
+    parser.feed(path.read_text(encoding="utf-8"))
+    return parser
+
+
+@pytest.mark.parametrize("page_path", pages())
+def test_links(page_path):
+    """Relative links reach a file of the site (and an id in it); absolute ones are URLs."""
+    site = site_dir()
+    page = site / page_path
+    problems = []
+    for href in _parse(page).hrefs:
+        parts = urllib.parse.urlsplit(href)
+        if parts.scheme in ("http", "https"):
+            if not parts.netloc or " " in href:
+                problems.append(f"malformed URL {href!r}")
+            continue
+        if parts.scheme == "mailto":
+            continue
+        if parts.scheme or parts.netloc:
+            problems.append(f"unexpected link {href!r}")
+            continue
+        target = (page.parent / urllib.parse.unquote(parts.path)).resolve() if parts.path \
+            else page
+        if target.is_dir():
+            target = target / "index.html"
+        if not target.is_relative_to(site) or not target.exists():
+            problems.append(f"{href!r}: no such file in the site")
+            continue
+        if parts.fragment and target.suffix == ".html":
+            if urllib.parse.unquote(parts.fragment) not in _parse(target).ids:
+                problems.append(f"{href!r}: no id {parts.fragment!r} in {target.name}")
+    assert not problems, f"{page_path}:\n  " + "\n  ".join(problems)
+
+
+# --------------------------------------------------------------------------- once per book
+
+
+def test_every_toc_file_is_built():
+    built = set(pages())
+    missing = [doc for doc in toc_files() if doc + ".html" not in built]
+    assert not missing, f"in _toc.yml but not in the site {site_dir()}: {missing}"
+
+
+def _title_word(doc: str) -> str:
+    """The longest word of the page's <h1>: something the search must find."""
+    text = (site_dir() / (doc + ".html")).read_text(encoding="utf-8")
+    match = re.search(r"<h1[^>]*>(.*?)</h1>", text, re.S)
+    assert match, f"{doc}.html has no <h1>"
+    title = re.sub(r"<[^>]+>|&[a-z#0-9]+;", " ", match.group(1))
+    words = re.findall(r"[A-Za-z][A-Za-z-]{3,}", title)
+    assert words, f"{doc}.html: no word in its title {title!r}"
+    return max(words, key=len).strip("-")
+
+
+def test_search_finds_each_chapter(record, base_url):
+    """The search page (Sphinx's index, run in the browser) finds each chapter by a title word."""
+    problems = []
+    chapters = [d for d in toc_files()[1:] if (ROOT / (d + ".ipynb")).exists()] \
+        or toc_files()[1:]
+    for doc in chapters:
+        word = _title_word(doc)
+        record.page.goto(f"{base_url}search.html?q={urllib.parse.quote(word)}",
+                         wait_until="load")
+        record.page.wait_for_function(
+            "() => { const s = document.querySelector('#search-results');"
+            " return s && /Search finished|found|did not match/i.test(s.innerText); }")
+        hits = record.page.eval_on_selector_all(
+            "#search-results ul.search li a", "els => els.map(a => a.href)")
+        if not any(h.split("#")[0].split("?")[0].endswith("/" + doc + ".html") for h in hits):
+            problems.append(f"searching {word!r} does not find {doc} (hits: {hits[:5]})")
+    problems += [f"uncaught JS error: {e}" for e in record.js_errors]
+    problems += [f"request off the site (aborted): {u}" for u in record.offsite]
+    _expect(problems, record, "search")
+
+
+def test_root_redirects_to_the_landing_page(record, base_url):
+    root = toc_files()[0]
+    record.page.goto(base_url, wait_until="load")
+    record.page.wait_for_url(f"**/{root}.html", timeout=TIMEOUT_MS)
+    assert record.page.locator("h1").count() >= 1
+
+
+def test_notebook_pages_offer_launch_and_download(record, base_url):
+    """Colab and Binder launch links at the repository, and the .ipynb to download."""
+    config = yaml.safe_load((ROOT / "_config.yml").read_text())
+    repo = config["repository"]["url"].rstrip("/")
+    owner_name = urllib.parse.urlsplit(repo).path.strip("/")
+    notebooks = [d for d in toc_files() if (ROOT / (d + ".ipynb")).exists()]
+    if not notebooks:
+        pytest.fail("no notebook chapter in _toc.yml")
+    problems = []
+    for doc in notebooks:
+        record.page.goto(f"{base_url}{doc}.html", wait_until="load")
+        hrefs = record.page.eval_on_selector_all(
+            "a[href]", "els => els.map(a => a.getAttribute('href'))")
+        colab = [h for h in hrefs if h.startswith("https://colab.research.google.com/")]
+        binder = [h for h in hrefs if h.startswith("https://mybinder.org/")]
+        if not any(owner_name in h and h.endswith(doc + ".ipynb") for h in colab):
+            problems.append(f"{doc}: no Colab link to {owner_name}/{doc}.ipynb ({colab})")
+        if not any(owner_name in h and doc + ".ipynb" in h for h in binder):
+            problems.append(f"{doc}: no Binder link to {owner_name} ({binder})")
+        downloads = [h for h in hrefs if h.split("?")[0].endswith(".ipynb")
+                     and not h.startswith("http")]
+        if not downloads:
+            problems.append(f"{doc}: no .ipynb download link")
+        for h in downloads:
+            target = (site_dir() / doc).parent / h
+            try:
+                json.loads(target.read_text(encoding="utf-8"))["cells"]
+            except (OSError, ValueError, KeyError) as exc:
+                problems.append(f"{doc}: download {h} is not a notebook ({exc})")
+        if record.page.locator("button.copybtn").count() == 0 and \
+                record.page.locator("div.highlight pre").count() > 0:
+            problems.append(f"{doc}: code blocks without a copy button")
+    favicon = record.page.eval_on_selector_all("link[rel~=icon]", "els => els.length")
+    logo = record.page.eval_on_selector_all("img.logo__image", "els => els.length")
+    if not favicon:
+        problems.append("no favicon link")
+    if not logo:
+        problems.append("no logo in the navigation bar")
+    _expect(problems, record, "launch-download")
+
+
+@pytest.mark.slow
+def test_sphinx_linkcheck():
+    """Sphinx's linkcheck builder: internal links resolve (external ones are skipped by
+    ``linkcheck_ignore`` in ``_config.yml`` so that this runs offline)."""
+    out = _build("linkcheck")
+    try:
+        # Jupyter Book 1 writes the linkcheck report into its html output folder.
+        reports = sorted(out.rglob("output.json"))
+        assert reports, f"linkcheck wrote no output.json under {out}"
+        entries = [json.loads(line) for line in reports[0].read_text().splitlines()
+                   if line.strip()]
+    finally:
+        shutil.rmtree(out.parent, ignore_errors=True)
+    assert entries, "linkcheck found no link at all: is the book empty?"
+    broken = [e for e in entries if e.get("status") == "broken"]
+    assert not broken, "\n".join(f"{e['filename']}:{e['lineno']} {e['uri']}: {e['info']}"
+                                 for e in broken)
