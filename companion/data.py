@@ -55,7 +55,7 @@ def load_binary_digits(threshold: float = 8.0, test_fraction: float = 0.2, seed:
         threshold: grey level :math:`t` with :math:`0 \le t < 16`; a pixel is 1 when its
             grey level is strictly above :math:`t`.
         test_fraction: share of the 1797 images held out, :math:`0 < f < 1`; the held-out
-            set has :math:`\lfloor 1797 f \rceil` images (rounded), at least one in each set.
+            set has :math:`\operatorname{round}(1797 f)` images, at least one in each set.
         seed: seed of the CPU ``torch.Generator`` that draws the permutation.
 
     Returns:
