@@ -7,6 +7,7 @@ covered as soon as it is in ``_toc.yml``) this checks that
   holds a ``mjx-container``, and no raw TeX delimiter (``$$``, ``\\(``, ``\\[``,
   ``\\begin{``) is left in the visible text outside code;
 * every ``<img>`` has loaded (``naturalWidth > 0``);
+* at a phone's width (390 px) the page is no wider than the screen;
 * no uncaught JavaScript error (``pageerror``) and no console error;
 * no request goes to any host but the local server (all others are recorded and
   aborted, so the test behaves the same with or without a network), and no local
@@ -275,6 +276,17 @@ _PAGE_STATE_JS = r"""
 """
 
 
+PHONE_WIDTH = 390
+# The innermost elements that stick out past the right edge of the window.
+_WIDEST_JS = r"""
+(vw) => Array.from(document.querySelectorAll('.bd-article *'))
+  .filter(el => el.getBoundingClientRect().right > vw + 1 && el.children.length === 0)
+  .slice(0, 3)
+  .map(el => `<${el.tagName.toLowerCase()} class="${el.className}">`
+             + (el.textContent || '').trim().slice(0, 40))
+"""
+
+
 def _open(record: PageRecord, url: str) -> dict:
     page = record.page
     page.goto(url, wait_until="load")
@@ -328,6 +340,15 @@ def test_page(record, base_url, page_path):
     for doc in toc_files()[1:]:  # the root is the logo's link, not a sidebar entry
         if not any(p.endswith("/" + doc + ".html") for p in linked):
             problems.append(f"the sidebar does not link to {doc}")
+    # A phone (390 px): the page must not be wider than the screen (wide equations,
+    # code and tables scroll inside their own box instead).
+    record.page.set_viewport_size({"width": PHONE_WIDTH, "height": 844})
+    record.page.wait_for_timeout(300)
+    width = record.page.evaluate("() => document.documentElement.scrollWidth")
+    if width > PHONE_WIDTH + 1:
+        culprits = record.page.evaluate(_WIDEST_JS, PHONE_WIDTH)
+        problems.append(f"at {PHONE_WIDTH} px wide the page is {width} px wide; widest: "
+                        f"{culprits}")
     _expect(problems, record, f"page-{page_path}")
 
 
