@@ -25,7 +25,7 @@ def gumbel(shape, *, generator: torch.Generator | None = None, device=None, dtyp
     so every draw is finite: in float32 :math:`g \in [-4.5, 16.6]`.
     """
     u = uniform_open(shape, generator=generator, dtype=dtype)
-    g = torch.log(u).neg_().log_().neg_()
+    g = u.log_().neg_().log_().neg_()  # in place: u is a fresh tensor, so no temporaries
     return g if device is None else g.to(device)
 
 
@@ -72,7 +72,8 @@ def straight_through(y_soft: torch.Tensor) -> torch.Tensor:
     y_soft = check_tensor("y_soft", y_soft)
     index = y_soft.argmax(dim=-1, keepdim=True)
     y_hard = torch.zeros_like(y_soft).scatter_(-1, index, 1.0)
-    return y_hard - y_soft.detach() + y_soft
+    # y_hard - sg(y_soft) + y_soft, accumulated in y_hard's fresh memory (same values, one allocation).
+    return y_hard.sub_(y_soft.detach()).add_(y_soft)
 
 
 def gumbel_softmax(
@@ -107,5 +108,16 @@ def gumbel_softmax(
         raise TypeError(f"hard must be a bool, got {hard!r} of type {type(hard).__name__}")
     tau = as_tensor("temperature", temperature, like=logits)
     check_positive("temperature", tau)
-    y_soft = torch.softmax((logits + _noise(logits, g, generator)) / tau, dim=-1)
+    if g is None:
+        # Fresh noise: add the logits and divide by tau in its memory (no temporaries).
+        z = gumbel(logits.shape, generator=generator, dtype=logits.dtype, device=logits.device).add_(logits)
+    else:
+        z = logits + _noise(logits, g, generator)  # never write into the caller's g
+    in_place = (
+        not tau.requires_grad
+        and torch.result_type(z, tau) == z.dtype
+        and torch.broadcast_shapes(z.shape, tau.shape) == z.shape
+    )
+    z = z.div_(tau) if in_place else z / tau
+    y_soft = torch.softmax(z, dim=-1)
     return straight_through(y_soft) if hard else y_soft
