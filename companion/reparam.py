@@ -211,6 +211,18 @@ def _clamp_unit(u: torch.Tensor) -> torch.Tensor:
     return u.clamp(min=info.tiny, max=1.0 - info.eps / 2)
 
 
+def _clamp_unit_symmetric(u: torch.Tensor) -> torch.Tensor:
+    r"""Clamp u into :math:`[\epsilon/2, 1 - \epsilon/2]`, symmetric about 1/2.
+
+    An icdf often computes :math:`2u - 1` or :math:`u - 1/2` (Normal, Laplace, Cauchy): a
+    u below :math:`\epsilon/2` rounds to the same value as 0 there, giving
+    :math:`\pm\infty` (or, for Cauchy, the wrong sign). :math:`\epsilon/2` is the smallest
+    positive value ``torch.rand`` returns, so only an exact 0 moves.
+    """
+    half_eps = torch.finfo(u.dtype).eps / 2
+    return u.clamp(min=half_eps, max=1.0 - half_eps)
+
+
 def _check_unit(u: torch.Tensor) -> torch.Tensor:
     if not bool(((u.detach() >= 0) & (u.detach() <= 1)).all()):
         raise ValueError(f"u must lie in [0, 1], got values from {u.min().item():.3g} to {u.max().item():.3g}")
@@ -255,8 +267,10 @@ def inverse_cdf(dist: Distribution, u=None, sample_shape=(), generator=None) -> 
     If :math:`u \sim \mathcal U(0,1)` then :math:`P(F^{-1}(u) \le x) = P(u \le F(x)) = F(x)`.
     Differentiating :math:`F_\theta(x) = u` at fixed :math:`u` gives the pathwise derivative
     :math:`\partial x/\partial\theta = -\,\partial_\theta F_\theta(x) / p_\theta(x)`, which autograd
-    computes through ``dist.icdf``. ``u`` is clamped into the open interval :math:`(0, 1)`,
-    so distributions with unbounded support give finite samples.
+    computes through ``dist.icdf``. ``u`` is clamped into :math:`[\epsilon/2, 1 - \epsilon/2]`
+    (:math:`\epsilon` the dtype's machine epsilon), symmetric about 1/2 because icdfs compute
+    :math:`2u - 1` or :math:`u - 1/2`, so distributions with unbounded support give finite
+    samples even for u exactly 0 or 1.
 
     Args:
         dist: a ``torch.distributions.Distribution`` implementing ``icdf``
@@ -275,6 +289,7 @@ def inverse_cdf(dist: Distribution, u=None, sample_shape=(), generator=None) -> 
         u = uniform_open(shape, generator=generator, dtype=like.dtype, device=like.device)
     else:
         u = _check_unit(check_tensor("u", u).to(device=like.device, dtype=like.dtype))
+    u = _clamp_unit_symmetric(u)
     try:
         return dist.icdf(u)
     except NotImplementedError as err:
