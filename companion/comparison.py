@@ -1,0 +1,371 @@
+r"""Every estimator on the same problems: bias, variance and cost per sample (chapter 6).
+
+A gradient estimator is judged by three numbers measured on a problem whose exact
+gradient :math:`\nabla_\theta L` is known:
+
+* its **bias** :math:`\lVert \mathbb E[\hat g] - \nabla_\theta L \rVert`, estimated by
+  the mean of :math:`N` per-sample estimates, with standard error
+  :math:`\sqrt{\operatorname{tr}\Sigma / N}`;
+* its **variance** :math:`\operatorname{tr}\Sigma`, the total variance of one
+  sample's estimate (see :func:`companion.categorical.bias_variance`);
+* its **time per sample** :math:`t`, the wall-clock time of one call divided by :math:`N`.
+
+The product :math:`\operatorname{tr}\Sigma \cdot t` is what an unbiased estimator's
+accuracy costs: averaging :math:`N` samples gives a mean with variance
+:math:`\operatorname{tr}\Sigma/N` in time :math:`T = N t`, so
+
+.. math::
+
+    \operatorname{tr}\mathbb V[\bar g_N] = \frac{\operatorname{tr}\Sigma \cdot t}{T},
+
+and of two unbiased estimators the one with the smaller variance x time reaches a
+given accuracy sooner.
+
+**The problems** (:func:`problems`), each with its exact gradient:
+
+* the Gaussian test functions of chapter 3, :math:`x \sim \mathcal N(\mu, \sigma^2)`,
+  :math:`\theta = (\mu, \sigma) = (1, 1)`: :math:`(x-2)^2`, :math:`e^{-x^2}` and
+  :math:`\cos 3x` (exact gradients from :mod:`companion.closed_forms`);
+* the exponential of chapter 4, :math:`z \sim \operatorname{Exp}(\lambda)`,
+  :math:`\lambda = 1`, :math:`f(z) = (z-1)^2`
+  (:func:`companion.closed_forms.exponential_gradient`);
+* a categorical objective of chapter 5, :math:`k \sim \operatorname{softmax}(\theta)`
+  over four categories, :math:`h(e_k) = \lVert e_k - t \rVert^2`
+  (:func:`companion.categorical.exact_gradient`);
+* a step function, :math:`f(x) = \mathbf 1[x > 0]` with
+  :math:`x \sim \mathcal N(\mu, \sigma^2)`, :math:`\theta = (\mu, \sigma) = (0.5, 1)`:
+  :math:`\mathbb E[f] = \Phi(\mu/\sigma)`, so
+
+  .. math::
+
+      \partial_\mu \Phi(\mu/\sigma) = \frac{\varphi(\mu/\sigma)}{\sigma}, \qquad
+      \partial_\sigma \Phi(\mu/\sigma) = -\frac{\mu\,\varphi(\mu/\sigma)}{\sigma^2} .
+
+**The estimators** (:data:`ESTIMATORS`): the score function alone, with a constant
+baseline (the mean of :math:`f` over a separate pilot batch, so it does not depend on
+the samples it is subtracted from) and with the leave-one-out baseline; pathwise;
+Gumbel-softmax at :math:`\tau = 0.1, 0.5, 1` and straight-through at :math:`\tau = 1`.
+:func:`applicability` says which combinations make sense and why the others do not.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from torch.distributions import Categorical, Distribution, Exponential, Normal
+
+from companion import categorical, closed_forms, estimators
+from companion.validation import check_positive_int
+
+__all__ = [
+    "ESTIMATORS",
+    "Problem",
+    "Measurement",
+    "problems",
+    "step_gradient",
+    "applicability",
+    "estimate",
+    "measure",
+    "compare_all",
+    "format_table",
+    "format_time",
+]
+
+#: The estimators compared, in the order of every table. Gumbel-softmax and
+#: straight-through carry their temperature in the name.
+ESTIMATORS = (
+    "score function",
+    "score function + baseline",
+    "score function + LOO baseline",
+    "pathwise",
+    "Gumbel-softmax τ=0.1",
+    "Gumbel-softmax τ=0.5",
+    "Gumbel-softmax τ=1",
+    "straight-through τ=1",
+)
+
+_TEMPERATURES = {
+    "Gumbel-softmax τ=0.1": 0.1,
+    "Gumbel-softmax τ=0.5": 0.5,
+    "Gumbel-softmax τ=1": 1.0,
+    "straight-through τ=1": 1.0,
+}
+
+_PILOT_SAMPLES = 1000
+
+
+@dataclass(frozen=True)
+class Problem:
+    r"""A gradient problem :math:`\nabla_\theta \mathbb E_{p_\theta}[f(x)]` with its exact answer.
+
+    Attributes:
+        key: short identifier (``"quadratic"``, ``"exp"``, ``"cos"``, ``"exponential"``,
+            ``"categorical"``, ``"step"``).
+        label: how tables and figures name it.
+        params: :math:`\theta`, the tensor the estimators differentiate.
+        exact: the exact gradient, same shape as ``params`` (float64, CPU).
+        f: batch of samples to one value each (for the categorical problem, the
+            objective on the simplex, :math:`h`).
+        dist_fn: :math:`\theta \mapsto p_\theta` (a ``torch.distributions`` object).
+        f_differentiable: whether :math:`f` has a useful derivative (the step function's
+            is zero almost everywhere).
+        discrete: whether :math:`x` is discrete (no ``rsample``).
+    """
+
+    key: str
+    label: str
+    params: torch.Tensor
+    exact: torch.Tensor
+    f: Callable[[torch.Tensor], torch.Tensor]
+    dist_fn: Callable[[torch.Tensor], Distribution]
+    f_differentiable: bool
+    discrete: bool
+
+
+@dataclass(frozen=True)
+class Measurement:
+    r"""One estimator on one problem.
+
+    Attributes:
+        problem, estimator: the names.
+        applicable: ``False`` when the combination makes no sense (then ``reason`` says
+            why and the numbers are NaN).
+        reason: why not applicable, or a caveat (``""`` if none).
+        bias: :math:`\lVert \bar g - \nabla L\rVert`.
+        bias_se: its standard error :math:`\sqrt{\operatorname{tr}\Sigma/N}`.
+        variance: :math:`\operatorname{tr}\Sigma`, one sample's total variance.
+        time_per_sample: seconds per sample (median over repeats of one call's time / N).
+        variance_time: ``variance * time_per_sample``.
+        n_samples: :math:`N`.
+    """
+
+    problem: str
+    estimator: str
+    applicable: bool
+    reason: str
+    bias: float
+    bias_se: float
+    variance: float
+    time_per_sample: float
+    variance_time: float
+    n_samples: int
+
+    @property
+    def biased(self) -> bool:
+        """Whether the bias is significant: more than 5 standard errors."""
+        return self.applicable and self.bias > 5.0 * self.bias_se
+
+
+# --------------------------------------------------------------------------- problems
+def step_gradient(mu: float, sigma: float) -> tuple[float, float]:
+    r"""Exact :math:`(\partial_\mu, \partial_\sigma)\, \mathbb E_{\mathcal N(\mu,\sigma^2)}\bigl[\mathbf 1[x > 0]\bigr]`.
+
+    :math:`\mathbb E[\mathbf 1[x>0]] = P(\mu + \sigma\varepsilon > 0) = \Phi(\mu/\sigma)`, and the
+    chain rule with :math:`\Phi' = \varphi` gives
+    :math:`\bigl(\varphi(\mu/\sigma)/\sigma,\; -\mu\,\varphi(\mu/\sigma)/\sigma^2\bigr)`.
+    """
+    for name, value in (("mu", mu), ("sigma", sigma)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise TypeError(f"{name} must be a finite number, got {value!r}")
+    if sigma <= 0:
+        raise ValueError(f"sigma must be > 0, got {sigma!r}")
+    z = mu / sigma
+    phi = math.exp(-0.5 * z * z) / math.sqrt(2.0 * math.pi)
+    return phi / sigma, -mu * phi / sigma**2
+
+
+def _normal(p: torch.Tensor) -> Distribution:
+    return Normal(p[0], p[1])
+
+
+def _exponential(p: torch.Tensor) -> Distribution:
+    return Exponential(p[0])
+
+
+def _categorical(p: torch.Tensor) -> Distribution:
+    return Categorical(logits=p)
+
+
+def _step(x: torch.Tensor) -> torch.Tensor:
+    return (x > 0).to(x.dtype)
+
+
+def problems(device: torch.device | str | None = None) -> list[Problem]:
+    """The six problems of chapter 6, with ``params`` on ``device`` (default CPU)."""
+    device = torch.device("cpu") if device is None else torch.device(device)
+    out = []
+    mu, sigma = 1.0, 1.0
+    theta = torch.tensor([mu, sigma], device=device)
+    for key, k, label in (("quadratic", 2.0, "(x-2)^2"), ("exp", 1.0, "exp(-x^2)"), ("cos", 3.0, "cos(3x)")):
+        exact = torch.tensor(closed_forms.gaussian_gradient(key, k, mu, sigma), dtype=torch.float64)
+        out.append(Problem(key, f"Gaussian, {label}", theta, exact, closed_forms.test_function(key, k),
+                           _normal, True, False))
+    rate, k = 1.0, 1.0
+    out.append(Problem("exponential", "Exponential, (z-1)^2", torch.tensor([rate], device=device),
+                       torch.tensor([closed_forms.exponential_gradient(k, rate)], dtype=torch.float64),
+                       closed_forms.test_function("quadratic", k), _exponential, True, False))
+    logits = torch.tensor([0.0, 0.5, -0.5, 1.0], device=device)
+    h = categorical.quadratic(torch.tensor([0.7, 0.1, 0.1, 0.1]))
+    out.append(Problem("categorical", "Categorical, |e_k - t|^2", logits,
+                       categorical.exact_gradient(h, logits.cpu()).to(torch.float64), h, _categorical,
+                       True, True))
+    theta_step = torch.tensor([0.5, 1.0], device=device)
+    out.append(Problem("step", "Gaussian, step 1[x>0]", theta_step,
+                       torch.tensor(step_gradient(0.5, 1.0), dtype=torch.float64), _step, _normal,
+                       False, False))
+    return out
+
+
+# --------------------------------------------------------------------------- estimators
+def _check_problem(problem) -> Problem:
+    if not isinstance(problem, Problem):
+        raise TypeError(f"problem must be a companion.comparison.Problem, got {type(problem).__name__}")
+    return problem
+
+
+def _check_estimator(estimator) -> str:
+    if estimator not in ESTIMATORS:
+        raise ValueError(f"estimator must be one of {ESTIMATORS}, got {estimator!r}")
+    return estimator
+
+
+def applicability(problem: Problem, estimator: str) -> tuple[bool, str]:
+    """Whether ``estimator`` applies to ``problem``, and a reason or caveat.
+
+    The score function applies everywhere (it needs only ``log_prob``). Pathwise needs
+    ``rsample`` (not the categorical); on the step function it runs but its
+    derivative is zero almost everywhere, so it is applicable *and wrong*, which the
+    table shows. Gumbel-softmax and straight-through exist only for categorical ``x``.
+    """
+    problem, estimator = _check_problem(problem), _check_estimator(estimator)
+    if estimator == "pathwise":
+        if problem.discrete:
+            return False, "no rsample: x is discrete (has_rsample is False)"
+        if not problem.f_differentiable:
+            return True, "f' = 0 almost everywhere: pathwise is biased"
+        return True, ""
+    if estimator in _TEMPERATURES and not problem.discrete:
+        return False, "a relaxation of categorical x only"
+    if estimator in _TEMPERATURES:
+        return True, "biased: gradient of the relaxed objective"
+    return True, ""
+
+
+def _pilot_baseline(problem: Problem) -> float:
+    """A constant baseline: the mean of f over a separate pilot batch (independent of the estimate's samples)."""
+    with torch.no_grad():
+        x = problem.dist_fn(problem.params.detach().cpu()).sample((_PILOT_SAMPLES,))
+        if problem.discrete:
+            values = categorical.category_values(problem.f, problem.params.detach())[x.to(problem.params.device)]
+        else:
+            values = problem.f(x.to(problem.params.device))
+    return float(values.mean())
+
+
+def estimate(problem: Problem, estimator: str, n_samples: int) -> torch.Tensor:
+    """Per-sample gradient estimates ``(n_samples, *params.shape)`` of ``estimator`` on ``problem``.
+
+    Raises ``ValueError`` for a combination :func:`applicability` rules out.
+    """
+    problem, estimator = _check_problem(problem), _check_estimator(estimator)
+    n = check_positive_int("n_samples", n_samples, minimum=2)
+    ok, reason = applicability(problem, estimator)
+    if not ok:
+        raise ValueError(f"estimator {estimator!r} does not apply to problem {problem.key!r}: {reason}")
+    theta = problem.params
+    if estimator.startswith("score function"):
+        baseline = {"score function": None, "score function + LOO baseline": "loo"}.get(estimator)
+        if estimator == "score function + baseline":
+            baseline = _pilot_baseline(problem)
+        if problem.discrete:
+            return categorical.reinforce(problem.f, theta, n, baseline=baseline)
+        return estimators.score_function(problem.f, problem.dist_fn, theta, n, baseline=baseline)
+    if estimator == "pathwise":
+        return estimators.pathwise(problem.f, problem.dist_fn, theta, n)
+    tau = _TEMPERATURES[estimator]
+    if estimator.startswith("straight-through"):
+        return categorical.straight_through(problem.f, theta, tau, n)
+    return categorical.relaxed(problem.f, theta, tau, n)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def measure(problem: Problem, estimator: str, n_samples: int = 10_000, *, repeats: int = 5,
+            seed: int = 0) -> Measurement:
+    """Bias and variance (from one seeded run of ``n_samples``) and time per sample.
+
+    The statistics come from a run seeded with ``seed`` (``torch.manual_seed``), so they
+    are reproducible; the time is the median of ``repeats`` further calls, divided by
+    ``n_samples``. An inapplicable combination gives NaNs and the reason.
+    """
+    problem, estimator = _check_problem(problem), _check_estimator(estimator)
+    n = check_positive_int("n_samples", n_samples, minimum=2)
+    repeats = check_positive_int("repeats", repeats)
+    seed = check_positive_int("seed", seed, minimum=0)
+    ok, reason = applicability(problem, estimator)
+    if not ok:
+        nan = float("nan")
+        return Measurement(problem.key, estimator, False, reason, nan, nan, nan, nan, nan, n)
+    torch.manual_seed(seed)
+    est = estimate(problem, estimator, n)
+    bv = categorical.bias_variance(est.reshape(n, -1), problem.exact.reshape(-1))
+    device = problem.params.device
+    times = []
+    for _ in range(repeats):
+        _sync(device)
+        start = time.perf_counter()
+        estimate(problem, estimator, n)
+        _sync(device)
+        times.append(time.perf_counter() - start)
+    t = statistics.median(times) / n
+    return Measurement(problem.key, estimator, True, reason, bv.bias, bv.bias_se, bv.variance, t,
+                       bv.variance * t, n)
+
+
+def compare_all(n_samples: int = 10_000, device: torch.device | str | None = None, *, repeats: int = 5,
+                seed: int = 0) -> list[Measurement]:
+    """:func:`measure` for every problem and every estimator, in a fixed order (problems, then :data:`ESTIMATORS`)."""
+    return [measure(p, e, n_samples, repeats=repeats, seed=seed) for p in problems(device) for e in ESTIMATORS]
+
+
+# --------------------------------------------------------------------------- output
+def format_time(seconds: float) -> str:
+    """``seconds`` as a number and a unit (``"1.23 µs"``), the form the book's nbval sanitizer masks."""
+    if not math.isfinite(seconds):
+        return "-"
+    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("µs", 1e-6)):
+        if seconds >= scale:
+            return f"{seconds / scale:.3g} {unit}"
+    return f"{seconds / 1e-9:.3g} ns"
+
+
+def format_table(results: list[Measurement]) -> str:
+    """A plain-text table of measurements, one row each, in the given order.
+
+    Bias and variance are printed to 3 significant digits; the two time columns as a
+    number and a unit (variance x time in "variance-seconds", written with the time
+    unit), so that the book's sanitizer masks everything that changes from run to run.
+    """
+    head = (f"{'problem':12s} {'estimator':30s} {'bias':>9s} {'bias/SE':>8s} {'variance':>10s} "
+            f"{'time/sample':>12s} {'var x time':>12s}  note")
+    lines = [head, "-" * len(head)]
+    for m in results:
+        if not isinstance(m, Measurement):
+            raise TypeError(f"results must hold Measurement objects, got {type(m).__name__}")
+        if not m.applicable:
+            lines.append(f"{m.problem:12s} {m.estimator:30s} {'n/a':>9s} {'':8s} {'':10s} {'':12s} {'':12s}  "
+                         f"{m.reason}")
+            continue
+        ratio = m.bias / m.bias_se if m.bias_se > 0 else float("inf")
+        note = m.reason or ("biased" if m.biased else "")
+        lines.append(f"{m.problem:12s} {m.estimator:30s} {m.bias:9.3g} {ratio:8.1f} {m.variance:10.3g} "
+                     f"{format_time(m.time_per_sample):>12s} {format_time(m.variance_time):>12s}  {note}")
+    return "\n".join(lines)

@@ -1,0 +1,179 @@
+"""Tests of companion.comparison: the problems' exact gradients, and what measure() reports.
+
+Statistical tests are seeded; their tolerances are 5 standard errors of the quantity
+compared (bias: sqrt(tr Sigma / N); variance: sqrt((m4 - v^2)/N) per coordinate, from
+companion.closed_forms).
+"""
+
+from __future__ import annotations
+
+import math
+import pathlib
+import re
+
+import pytest
+import torch
+from scipy.stats import norm
+
+from companion import closed_forms, comparison
+
+N = 20_000
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def problems():
+    return {p.key: p for p in comparison.problems()}
+
+
+@pytest.mark.parametrize("mu,sigma", [(0.5, 1.0), (-1.2, 0.4), (2.0, 3.0)])
+def test_step_gradient_matches_finite_differences(mu, sigma):
+    """E[1[x > 0]] = P(mu + sigma eps > 0) = Phi(mu/sigma); its central differences (scipy's
+    normal CDF, independent of the companion) must match the closed-form derivative
+    (phi(mu/sigma)/sigma, -mu phi(mu/sigma)/sigma^2)."""
+    h = 1e-6
+    d_mu = (norm.cdf((mu + h) / sigma) - norm.cdf((mu - h) / sigma)) / (2 * h)
+    d_sigma = (norm.cdf(mu / (sigma + h)) - norm.cdf(mu / (sigma - h))) / (2 * h)
+    g = comparison.step_gradient(mu, sigma)
+    assert g[0] == pytest.approx(d_mu, rel=1e-6)
+    assert g[1] == pytest.approx(d_sigma, rel=1e-6, abs=1e-9)
+
+
+def test_problems_are_the_chapters_problems(problems):
+    assert list(problems) == ["quadratic", "exp", "cos", "exponential", "categorical", "step"]
+    for p in problems.values():
+        assert p.exact.shape == p.params.shape
+        assert p.exact.dtype == torch.float64
+    assert problems["categorical"].discrete and not problems["step"].f_differentiable
+
+
+@pytest.mark.parametrize("key", ["quadratic", "exp", "cos", "exponential", "categorical", "step"])
+@pytest.mark.parametrize(
+    "estimator", ["score function", "score function + baseline", "score function + LOO baseline", "pathwise"]
+)
+def test_unbiased_estimators_have_no_significant_bias(problems, key, estimator):
+    """The score function (any baseline independent of the sample) is unbiased everywhere;
+    pathwise is unbiased for differentiable f with rsample. So |mean - exact| must stay
+    below 5 standard errors sqrt(tr Sigma / N): this checks the problem's exact gradient
+    (closed_forms, categorical.exact_gradient, step_gradient) and the estimator together."""
+    p = problems[key]
+    ok, _ = comparison.applicability(p, estimator)
+    if not ok or (estimator == "pathwise" and not p.f_differentiable):
+        pytest.skip("not an unbiased estimator on this problem")
+    m = comparison.measure(p, estimator, N, repeats=1, seed=1)
+    assert m.applicable
+    assert m.bias < 5 * m.bias_se, (m.bias, m.bias_se)
+    assert not m.biased
+
+
+@pytest.mark.parametrize("key", ["quadratic", "exp", "cos"])
+@pytest.mark.parametrize("estimator", ["pathwise", "score function"])
+def test_gaussian_variance_matches_closed_form(problems, key, estimator):
+    """tr Sigma = V[g_mu] + V[g_sigma]. The exact per-coordinate variances come from
+    closed_forms.gaussian_estimator_variance (for (x-k)^2 expanded in the moments
+    E eps^(2m) = 1, 1, 3, 15, 105; otherwise by quadrature of E[g^2] - (E g)^2). The sum of
+    two sample variances has standard error at most SE_mu + SE_sigma; allow 5 of them."""
+    k = {"quadratic": 2.0, "exp": 1.0, "cos": 3.0}[key]
+    name = "pathwise" if estimator == "pathwise" else "score_function"
+    exact = sum(closed_forms.gaussian_estimator_variance(key, name, k, 1.0, 1.0))
+    se = sum(closed_forms.gaussian_variance_standard_error(key, name, k, 1.0, 1.0, n_samples=N))
+    m = comparison.measure(problems[key], estimator, N, repeats=1, seed=2)
+    assert m.variance == pytest.approx(exact, abs=5 * se)
+
+
+@pytest.mark.parametrize("estimator", ["pathwise", "score function"])
+def test_exponential_variance_matches_closed_form(problems, estimator):
+    """z = -log(u)/lambda, f = (z-1)^2 at lambda = 1: pathwise -2(z-1)z/lambda and score
+    (z-1)^2(1/lambda - z) are polynomials in z, so with E z^n = n!/lambda^n their variances
+    are exact (closed_forms.exponential_estimator_variance); tolerance 5 standard errors."""
+    name = "pathwise" if estimator == "pathwise" else "score_function"
+    exact = closed_forms.exponential_estimator_variance(name, 1.0, 1.0)
+    se = closed_forms.exponential_variance_standard_error(name, 1.0, 1.0, n_samples=N)
+    m = comparison.measure(problems["exponential"], estimator, N, repeats=1, seed=3)
+    assert m.variance == pytest.approx(exact, abs=5 * se)
+
+
+def test_pathwise_on_a_step_function_is_zero_and_biased(problems):
+    """d/dx 1[x > 0] = 0 wherever it exists, so every pathwise estimate is exactly 0: the
+    bias is the whole exact gradient and the variance is 0."""
+    p = problems["step"]
+    est = comparison.estimate(p, "pathwise", 1000)
+    assert torch.count_nonzero(est) == 0
+    m = comparison.measure(p, "pathwise", 1000, repeats=1)
+    assert m.bias == pytest.approx(float(p.exact.norm()), rel=1e-12)
+    assert m.variance == 0.0 and m.biased
+
+
+@pytest.mark.parametrize("estimator", ["Gumbel-softmax τ=1", "straight-through τ=1"])
+def test_relaxations_are_detectably_biased_at_temperature_one(problems, estimator):
+    """At tau = 1 both estimate the gradient of the relaxed objective E[h(softmax((theta+g)/tau))],
+    not of sum_k p_k h(e_k): h = |y - t|^2 is not linear, so the bias is well above 5 standard
+    errors with N samples (a wrong exact gradient or an unbiased estimator would fail this)."""
+    m = comparison.measure(problems["categorical"], estimator, N, repeats=1, seed=4)
+    assert m.applicable and m.biased
+    assert m.bias > 5 * m.bias_se
+
+
+def test_lower_temperature_trades_bias_for_variance(problems):
+    """The relaxed gradient's variance grows like 1/tau^2 as tau -> 0 (the softmax Jacobian
+    carries 1/tau), so at tau = 0.1 it is much larger than at tau = 1."""
+    p = problems["categorical"]
+    cold = comparison.measure(p, "Gumbel-softmax τ=0.1", N, repeats=1, seed=5)
+    warm = comparison.measure(p, "Gumbel-softmax τ=1", N, repeats=1, seed=5)
+    assert cold.variance > 5 * warm.variance
+
+
+def test_inapplicable_combinations(problems):
+    cat, quad = problems["categorical"], problems["quadratic"]
+    assert comparison.applicability(cat, "pathwise")[0] is False
+    assert comparison.applicability(quad, "Gumbel-softmax τ=0.5")[0] is False
+    with pytest.raises(ValueError, match="does not apply"):
+        comparison.estimate(cat, "pathwise", 10)
+    m = comparison.measure(quad, "straight-through τ=1", 10)
+    assert not m.applicable and "categorical" in m.reason
+    assert math.isnan(m.variance) and math.isnan(m.time_per_sample)
+
+
+def test_measurement_fields(problems):
+    m = comparison.measure(problems["quadratic"], "pathwise", 500, repeats=2)
+    assert m.time_per_sample > 0 and math.isfinite(m.time_per_sample)
+    assert m.variance_time == pytest.approx(m.variance * m.time_per_sample, rel=1e-12)
+    assert m.n_samples == 500
+
+
+def test_compare_all_order_and_table():
+    results = comparison.compare_all(n_samples=50, repeats=1)
+    keys = [p.key for p in comparison.problems()]
+    assert [(m.problem, m.estimator) for m in results] == [(k, e) for k in keys for e in comparison.ESTIMATORS]
+    text = comparison.format_table(results)
+    assert len(text.splitlines()) == 2 + len(results)
+    assert text.count("n/a") == sum(not m.applicable for m in results)
+
+
+def test_format_time_is_masked_by_the_sanitizer():
+    """Timings in the notebook must be replaced by nbval's sanitizer, so they must match its regex."""
+    cfg = (ROOT / "nbval_sanitize.cfg").read_text()
+    block = cfg.split("[timings]")[1]
+    pattern = re.search(r"regex: (.*)", block).group(1)
+    for seconds in (3e-9, 4.56e-7, 1.2e-4, 0.05, 2.0):
+        text = comparison.format_time(seconds)
+        assert re.fullmatch(pattern, text), text
+    assert comparison.format_time(float("nan")) == "-"
+
+
+def test_bad_input(problems):
+    p = problems["quadratic"]
+    with pytest.raises(ValueError, match="estimator must be one of"):
+        comparison.measure(p, "reinforce", 100)
+    with pytest.raises(ValueError, match="n_samples"):
+        comparison.estimate(p, "pathwise", 1)
+    with pytest.raises(TypeError, match="n_samples"):
+        comparison.measure(p, "pathwise", 10.0)
+    with pytest.raises(TypeError, match="problem must be"):
+        comparison.measure("quadratic", "pathwise", 100)
+    with pytest.raises(ValueError, match="sigma"):
+        comparison.step_gradient(0.0, 0.0)
+    with pytest.raises(TypeError, match="mu"):
+        comparison.step_gradient("a", 1.0)
+    with pytest.raises(TypeError, match="results"):
+        comparison.format_table([1])
