@@ -20,9 +20,10 @@ Once per run: the search page finds each chapter from a word of its title, the
 site's root redirects to the landing page, the notebook pages offer Colab and Binder
 launch links and an ``.ipynb`` download, and Sphinx's ``linkcheck`` builder passes.
 
-The site is ``_build/html`` (``scripts/test.sh`` builds it before pytest runs), or
-``$BOOK_HTML_DIR``. If neither exists, the book is built strictly (``jupyter-book build
-. -W -n --keep-going``) into a temporary folder first, so the test never silently skips.
+The site is ``$BOOK_HTML_DIR`` if set, else ``_build/html`` (``scripts/test.sh`` builds
+it before pytest runs) unless a source of the book is newer than that build. Otherwise
+the book is built strictly (``jupyter-book build . -W -n --keep-going``) into a
+temporary folder first, so the test never silently skips and never checks a stale site.
 Chromium is Debian's ``/usr/bin/chromium`` (``$CHROMIUM`` overrides); Playwright's own
 browsers are never downloaded. On failure a screenshot goes to ``test-artifacts/``.
 """
@@ -101,9 +102,18 @@ def site_dir() -> pathlib.Path:
             raise RuntimeError(f"BOOK_HTML_DIR={env!r} holds no built book (no index.html)")
         return path
     default = ROOT / "_build" / "html"
-    if (default / "index.html").is_file():
+    if (default / "index.html").is_file() and not _stale(default):
         return default
     return _build() / "html"
+
+
+def _stale(site: pathlib.Path) -> bool:
+    """Whether a source of the book changed after `site` was built."""
+    built = (site / ".buildinfo").stat().st_mtime if (site / ".buildinfo").exists() else 0
+    sources = [ROOT / "_config.yml", ROOT / "_toc.yml",
+               *(p for p in (ROOT / "book").rglob("*") if p.is_file()
+                 and "_vendor" not in p.parts and ".ipynb_checkpoints" not in p.parts)]
+    return any(p.stat().st_mtime > built for p in sources)
 
 
 def toc_files() -> list[str]:
