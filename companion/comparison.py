@@ -8,7 +8,8 @@ gradient :math:`\nabla_\theta L` is known:
   :math:`\sqrt{\operatorname{tr}\Sigma / N}`;
 * its **variance** :math:`\operatorname{tr}\Sigma`, the total variance of one
   sample's estimate (see :func:`companion.categorical.bias_variance`);
-* its **time per sample** :math:`t`, the wall-clock time of one call divided by :math:`N`.
+* its **time per sample** :math:`t`, the wall-clock time of one call divided by :math:`N`
+  (the fastest of a few calls: other processes can only slow a call down).
 
 The product :math:`\operatorname{tr}\Sigma \cdot t` is what an unbiased estimator's
 accuracy costs: averaging :math:`N` samples gives a mean with variance
@@ -51,7 +52,6 @@ Gumbel-softmax at :math:`\tau = 0.1, 0.5, 1` and straight-through at :math:`\tau
 from __future__ import annotations
 
 import math
-import statistics
 import time
 from dataclasses import dataclass
 from typing import Callable
@@ -74,6 +74,8 @@ __all__ = [
     "compare_all",
     "format_table",
     "format_time",
+    "lookup",
+    "plot_measurements",
 ]
 
 #: The estimators compared, in the order of every table. Gumbel-softmax and
@@ -139,7 +141,7 @@ class Measurement:
         bias: :math:`\lVert \bar g - \nabla L\rVert`.
         bias_se: its standard error :math:`\sqrt{\operatorname{tr}\Sigma/N}`.
         variance: :math:`\operatorname{tr}\Sigma`, one sample's total variance.
-        time_per_sample: seconds per sample (median over repeats of one call's time / N).
+        time_per_sample: seconds per sample (the fastest of ``repeats`` calls, divided by N).
         variance_time: ``variance * time_per_sample``.
         n_samples: :math:`N`.
     """
@@ -303,8 +305,9 @@ def measure(problem: Problem, estimator: str, n_samples: int = 10_000, *, repeat
     """Bias and variance (from one seeded run of ``n_samples``) and time per sample.
 
     The statistics come from a run seeded with ``seed`` (``torch.manual_seed``), so they
-    are reproducible; the time is the median of ``repeats`` further calls, divided by
-    ``n_samples``. An inapplicable combination gives NaNs and the reason.
+    are reproducible; the time is the fastest of ``repeats`` further calls (on a busy
+    machine other processes only ever add time), divided by ``n_samples``. An
+    inapplicable combination gives NaNs and the reason.
     """
     problem, estimator = _check_problem(problem), _check_estimator(estimator)
     n = check_positive_int("n_samples", n_samples, minimum=2)
@@ -325,7 +328,7 @@ def measure(problem: Problem, estimator: str, n_samples: int = 10_000, *, repeat
         estimate(problem, estimator, n)
         _sync(device)
         times.append(time.perf_counter() - start)
-    t = statistics.median(times) / n
+    t = min(times) / n
     return Measurement(problem.key, estimator, True, reason, bv.bias, bv.bias_se, bv.variance, t,
                        bv.variance * t, n)
 
@@ -350,22 +353,77 @@ def format_time(seconds: float) -> str:
 def format_table(results: list[Measurement]) -> str:
     """A plain-text table of measurements, one row each, in the given order.
 
-    Bias and variance are printed to 3 significant digits; the two time columns as a
-    number and a unit (variance x time in "variance-seconds", written with the time
-    unit), so that the book's sanitizer masks everything that changes from run to run.
+    Bias and variance are printed to 3 significant digits, then a flag (``biased`` when
+    the bias exceeds 5 standard errors), then the two time columns, last and unpadded,
+    each a number and a unit (variance x time in "variance-seconds", written with the
+    time unit). So the book's sanitizer masks everything that changes from run to run,
+    and a time's width cannot shift the rest of the line.
     """
-    head = (f"{'problem':12s} {'estimator':30s} {'bias':>9s} {'bias/SE':>8s} {'variance':>10s} "
-            f"{'time/sample':>12s} {'var x time':>12s}  note")
+    head = (f"{'problem':12s} {'estimator':30s} {'bias':>9s} {'bias/SE':>8s} {'variance':>10s}  "
+            f"{'':7s}  time/sample, variance x time")
     lines = [head, "-" * len(head)]
     for m in results:
         if not isinstance(m, Measurement):
             raise TypeError(f"results must hold Measurement objects, got {type(m).__name__}")
         if not m.applicable:
-            lines.append(f"{m.problem:12s} {m.estimator:30s} {'n/a':>9s} {'':8s} {'':10s} {'':12s} {'':12s}  "
-                         f"{m.reason}")
+            lines.append(f"{m.problem:12s} {m.estimator:30s} {'n/a':>9s}  ({m.reason})")
             continue
         ratio = m.bias / m.bias_se if m.bias_se > 0 else float("inf")
-        note = m.reason or ("biased" if m.biased else "")
-        lines.append(f"{m.problem:12s} {m.estimator:30s} {m.bias:9.3g} {ratio:8.1f} {m.variance:10.3g} "
-                     f"{format_time(m.time_per_sample):>12s} {format_time(m.variance_time):>12s}  {note}")
+        flag = "biased" if m.biased else ""
+        lines.append(f"{m.problem:12s} {m.estimator:30s} {m.bias:9.3g} {ratio:8.1f} {m.variance:10.3g}  "
+                     f"{flag:7s}  {format_time(m.time_per_sample)}, {format_time(m.variance_time)}")
     return "\n".join(lines)
+
+
+def lookup(results: list[Measurement], problem: str, estimator: str) -> Measurement:
+    """The measurement of ``estimator`` on ``problem`` (by their names) in ``results``."""
+    for m in results:
+        if m.problem == problem and m.estimator == estimator:
+            return m
+    raise ValueError(f"no measurement of estimator {estimator!r} on problem {problem!r} in results")
+
+
+def _color(estimator: str) -> tuple[str, float]:
+    """The book's colour for the estimator's family, and an alpha that separates temperatures."""
+    from companion.plotting import ESTIMATOR_COLORS
+
+    if estimator.startswith("Gumbel-softmax"):
+        return ESTIMATOR_COLORS["Gumbel-softmax"], {0.1: 0.45, 0.5: 0.7, 1.0: 1.0}[_TEMPERATURES[estimator]]
+    if estimator.startswith("straight-through"):
+        return ESTIMATOR_COLORS["straight-through"], 1.0
+    return ESTIMATOR_COLORS[estimator], 1.0
+
+
+def plot_measurements(results: list[Measurement], quantity: str, ax) -> None:
+    r"""Grouped bars on a log scale: one group per problem, one bar per applicable estimator.
+
+    ``quantity`` is ``"variance"`` or ``"variance_time"`` (plotted in
+    :math:`\text{variance} \times \mu s`). Biased estimators (bias above 5 standard errors)
+    are hatched; a zero (the step function's pathwise estimate) is marked by an ``x``
+    on the axis.
+    """
+    if quantity not in ("variance", "variance_time"):
+        raise ValueError(f"quantity must be 'variance' or 'variance_time', got {quantity!r}")
+    scale = 1e6 if quantity == "variance_time" else 1.0
+    keys = list(dict.fromkeys(m.problem for m in results))
+    applicable = {k: [m for m in results if m.problem == k and m.applicable] for k in keys}
+    width = 0.8 / max(len(v) for v in applicable.values())
+    floor = min(getattr(m, quantity) * scale for m in results if m.applicable and getattr(m, quantity) > 0)
+    labelled: set[str] = set()
+    for i, key in enumerate(keys):
+        group = sorted(applicable[key], key=lambda m: ESTIMATORS.index(m.estimator))
+        for j, m in enumerate(group):
+            color, alpha = _color(m.estimator)
+            x = i + (j - (len(group) - 1) / 2) * width
+            value = getattr(m, quantity) * scale
+            if value > 0:
+                ax.bar(x, value, width, color=color, alpha=alpha, hatch="//" if m.biased else None,
+                       edgecolor="black" if m.biased else "white", linewidth=0.5,
+                       label=None if m.estimator in labelled else m.estimator)
+                labelled.add(m.estimator)
+            else:
+                ax.plot(x, floor / 3, marker="x", color=color, markersize=8)
+    ax.set_yscale("log")
+    ax.set_xticks(range(len(keys)))
+    ax.set_xticklabels(keys, rotation=20)
+    ax.set_ylabel("variance of one sample" if quantity == "variance" else "variance × time per sample (µs)")
