@@ -14,6 +14,11 @@ Modules
     Gumbel noise, the Gumbel-max trick, Gumbel-softmax and straight-through.
 ``companion.device``
     The one place that picks CPU or GPU and draws reproducible noise.
+
+Chapter modules, imported on demand (``from companion import vae``):
+``bandit`` (chapter 2), ``closed_forms`` and ``implicit`` (chapters 3-4),
+``categorical`` (chapter 5), ``comparison`` (chapter 6), ``data`` and ``vae``
+(chapter 7), and ``plotting`` (the figure style).
 """
 
 from companion import device, estimators, gumbel, reparam
