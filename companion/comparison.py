@@ -105,18 +105,17 @@ _PILOT_SAMPLES = 1000
 class Problem:
     r"""A gradient problem :math:`\nabla_\theta \mathbb E_{p_\theta}[f(x)]` with its exact answer.
 
-    Attributes:
-        key: short identifier (``"quadratic"``, ``"exp"``, ``"cos"``, ``"exponential"``,
-            ``"categorical"``, ``"step"``).
-        label: how tables and figures name it.
-        params: :math:`\theta`, the tensor the estimators differentiate.
-        exact: the exact gradient, same shape as ``params`` (float64, CPU).
-        f: batch of samples to one value each (for the categorical problem, the
-            objective on the simplex, :math:`h`).
-        dist_fn: :math:`\theta \mapsto p_\theta` (a ``torch.distributions`` object).
-        f_differentiable: whether :math:`f` has a useful derivative (the step function's
-            is zero almost everywhere).
-        discrete: whether :math:`x` is discrete (no ``rsample``).
+    Its fields:
+
+    * ``key``: a short identifier (``"quadratic"``, ``"exp"``, ``"cos"``, ``"exponential"``,
+      ``"categorical"``, ``"step"``); ``label``: how tables and figures name it.
+    * ``params``: :math:`\theta`, the tensor the estimators differentiate; ``exact``: the
+      exact gradient, of the same shape (float64, on the CPU).
+    * ``f``: a batch of samples to one value each (for the categorical problem, the
+      objective :math:`h` on the simplex); ``dist_fn``: :math:`\theta \mapsto p_\theta`, a
+      ``torch.distributions`` object.
+    * ``f_differentiable``: whether :math:`f` has a useful derivative (the step function's
+      is zero almost everywhere); ``discrete``: whether :math:`x` is discrete (no ``rsample``).
     """
 
     key: str
@@ -159,7 +158,7 @@ class Measurement:
 
     @property
     def biased(self) -> bool:
-        """Whether the bias is significant: more than 5 standard errors."""
+        """True when the bias is significant, more than 5 standard errors."""
         return self.applicable and self.bias > 5.0 * self.bias_se
 
 
