@@ -29,7 +29,7 @@ def get_device() -> torch.device:
     """The device named by ``COMPANION_DEVICE`` (default ``cpu``).
 
     Raises ``ValueError`` if the name is not a device torch knows, or names CUDA
-    on a machine without a usable CUDA GPU.
+    on a machine without a usable CUDA GPU (or a CUDA index it does not have).
     """
     name = os.environ.get(_ENV, "cpu").strip() or "cpu"
     try:
@@ -38,6 +38,8 @@ def get_device() -> torch.device:
         raise ValueError(f"{_ENV} must name a torch device such as 'cpu' or 'cuda', got {name!r}") from err
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"{_ENV}={name!r} but torch.cuda.is_available() is False on this machine")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise ValueError(f"{_ENV}={name!r} but this machine has {torch.cuda.device_count()} CUDA device(s)")
     return device
 
 
