@@ -56,6 +56,7 @@ __all__ = [
     "gaussian_elbo",
     "categorical_elbo_exact",
     "categorical_log_marginal",
+    "encoder_gradients",
     "temperature_schedule",
     "TrainingHistory",
     "train_vae",
@@ -254,7 +255,7 @@ def elbo_surrogate(
     Args:
         model: a :class:`GaussianVAE` or :class:`CategoricalVAE`.
         x: binary images ``(batch, n_pixels)``.
-        estimator: one of :data:`GAUSSIAN_ESTIMATORS` or :data:`CATEGORICAL_ESTIMATORS`.
+        estimator: one of ``GAUSSIAN_ESTIMATORS`` or ``CATEGORICAL_ESTIMATORS``.
         n_samples: draws :math:`S` of :math:`z` per image.
         baseline: ``"loo"`` or ``None``; used by ``"score function"`` only.
         temperature: :math:`\tau > 0` of the Gumbel-softmax relaxations.
@@ -343,9 +344,11 @@ def _enumerate(model: CategoricalVAE, x: torch.Tensor, chunk: int):
     codes = _all_codes(model).to(x.device)
     y = F.one_hot(codes, model.n_categories).to(x.dtype)
     dec = model.decode(y)  # (n_codes, n_pixels): the decoder does not depend on x
+    # log p(x|z) = sum_j [x_j l_j - softplus(l_j)]: one matrix product for all codes and images.
+    normalizer = F.softplus(dec).sum(-1, keepdim=True)  # (n_codes, 1)
     for start in range(0, x.shape[0], chunk):
         xb = x[start : start + chunk]
-        yield bernoulli_log_likelihood(dec[:, None, :], xb[None]), codes, xb
+        yield dec @ xb.T - normalizer, codes, xb
 
 
 def _check_chunk(chunk) -> int:
@@ -364,7 +367,7 @@ def categorical_elbo_exact(
         \qquad q(z \mid x) = \prod_l q_l(z_l \mid x).
 
     Args:
-        model: a :class:`CategoricalVAE` with at most :data:`MAX_ENUMERATION` configurations.
+        model: a :class:`CategoricalVAE` with at most ``MAX_ENUMERATION`` configurations.
         x: binary images ``(batch, n_pixels)``.
         q_logits: logits ``(batch, n_latents, n_categories)`` of another factorized
             :math:`q`; default the encoder's.
@@ -401,6 +404,37 @@ def categorical_log_marginal(model: CategoricalVAE, x: torch.Tensor, chunk: int 
     x = _check_binary("x", _check_images("x", x, model.n_pixels)).to(_device(model))
     log_prior = -model.n_latents * math.log(model.n_categories)
     return torch.cat([torch.logsumexp(ll, dim=0) for ll, _, _ in _enumerate(model, x, chunk)]) + log_prior
+
+
+def encoder_gradients(
+    model: nn.Module,
+    x: torch.Tensor,
+    estimator: str,
+    *,
+    n_repeats: int = 20,
+    n_samples: int = 1,
+    baseline: str | None = "loo",
+    temperature: float = 1.0,
+) -> torch.Tensor:
+    r"""``n_repeats`` independent estimates of the encoder gradient :math:`-\nabla_\phi` loss, flattened.
+
+    Row :math:`r` is :math:`\nabla_\phi` of :func:`elbo_surrogate`'s loss (batch mean of minus
+    the surrogate) with fresh noise; ``.mean(0)`` estimates the gradient, ``.var(0)`` the
+    variance of one estimate, coordinate by coordinate. The model is left unchanged.
+
+    Returns:
+        Tensor ``(n_repeats, n_encoder_parameters)`` on the model's device.
+    """
+    n_repeats = check_positive_int("n_repeats", n_repeats)
+    params = list(model.encoder.parameters()) if isinstance(model, (GaussianVAE, CategoricalVAE)) else None
+    rows = []
+    for _ in range(n_repeats):
+        loss, _ = elbo_surrogate(
+            model, x, estimator, n_samples=n_samples, baseline=baseline, temperature=temperature
+        )
+        grads = torch.autograd.grad(loss, params)
+        rows.append(torch.cat([g.reshape(-1) for g in grads]))
+    return torch.stack(rows)
 
 
 def temperature_schedule(step: int, n_steps: int, start: float = 1.0, end: float = 0.5) -> float:

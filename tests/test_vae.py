@@ -203,6 +203,25 @@ def test_score_function_gradient_is_unbiased_for_categorical_latents():
         assert bool((z < 5).all()), f"baseline={baseline}: max z = {z.max():.2f}"
 
 
+def test_encoder_gradients_rows_are_surrogate_gradients():
+    """Row r of encoder_gradients is the autograd of the surrogate loss drawn r-th from the seed."""
+    setup(5)
+    model = vae.CategoricalVAE(n_pixels=6, n_latents=2, n_categories=3, n_hidden=5)
+    x = _binary(3, 6, 13)
+    n_params = sum(p.numel() for p in model.encoder.parameters())
+    torch.manual_seed(0)
+    rows = vae.encoder_gradients(model, x, "straight-through", n_repeats=3, n_samples=2, temperature=0.5)
+    assert rows.shape == (3, n_params)
+    torch.manual_seed(0)
+    for r in range(3):
+        loss, _ = vae.elbo_surrogate(model, x, "straight-through", n_samples=2, temperature=0.5)
+        torch.testing.assert_close(rows[r], _encoder_grads(model, loss))
+    with pytest.raises(ValueError, match="n_repeats"):
+        vae.encoder_gradients(model, x, "straight-through", n_repeats=0)
+    with pytest.raises(TypeError, match="model"):
+        vae.encoder_gradients(torch.nn.Linear(6, 2), x, "pathwise")
+
+
 def test_loo_baseline_reduces_the_variance():
     """The baseline leaves the mean unchanged (above) and should shrink the spread here,
     where log p(x|z) is far from zero for every z."""
