@@ -13,8 +13,9 @@ each candidate's time is the median over rounds. Background load then slows the
 candidates alike and largely cancels in their **ratio**, which is what the goals
 are stated in; absolute times are for context only.
 
-Writes ``benchmarks/results/latest.csv`` (one row per comparison) and
-``benchmarks/results/latest.json`` (the rows, the machine and the book's budget).
+Writes ``benchmarks/results/latest.csv`` (one row per comparison),
+``benchmarks/results/latest.json`` (the rows, the machine and the book's budget) and
+``benchmarks/results/latest.md`` (the same as a Markdown table, for the README).
 See ``benchmarks/README.md`` for the columns.
 """
 
@@ -351,6 +352,30 @@ def gpu_device() -> torch.device | None:
     return torch.device(name)
 
 
+def markdown(info: dict, rounds: int) -> str:
+    """The rows as a Markdown table (for the README's Performance section), with the machine."""
+    cpu = info["cpu"]
+    lines = [f"Machine: {cpu['cpu']}, {cpu['cpu_count']} cores, torch {cpu['torch']} with "
+             f"{cpu['torch_threads']} thread(s), {cpu['platform']}; load average {cpu['load_average_1_5_15'][0]:.1f} "
+             f"at the start; {cpu['date_utc']}; medians of {rounds} interleaved rounds."]
+    if "gpu" in info:
+        lines[0] += f" GPU: {info['gpu'].get('gpu')}."
+    lines += ["", "| device | comparison | size | companion | reference | ratio | goal | met |",
+              "| --- | --- | ---: | ---: | --- | ---: | --- | --- |"]
+    for r in ROWS:
+        if r["section"] in ("gumbel", "reparam", "estimators"):
+            lines.append(f"| {r['device']} | {r['case']} | {r['size']:.0e} | {fmt_time(r['companion_s'])} | "
+                         f"{r['reference']} ({fmt_time(r['reference_s'])}) | {r['ratio']:.3g} | {r['goal']} | "
+                         f"{r['meets_goal'] or '-'} |")
+    book = [r for r in ROWS if r["section"] == "book"]
+    if book:
+        lines += ["", "| notebook | time | budget | met |", "| --- | ---: | ---: | --- |"]
+        for r in book:
+            lines.append(f"| {r['case']} | {r['companion_s']:.1f} s | {r['goal'] or '-'} | "
+                         f"{r['meets_goal'] or r['note']} |")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer sizes and rounds (a smoke test)")
@@ -399,8 +424,9 @@ def main(argv: list[str] | None = None) -> int:
     payload = {"machine": info, "rounds": rounds, "budget_s": {"default": DEFAULT_BUDGET_S, **BUDGET_S},
                "rows": ROWS}
     (args.output / "latest.json").write_text(json.dumps(payload, indent=1, default=float) + "\n")
+    (args.output / "latest.md").write_text(markdown(info, rounds))
     misses = [r for r in ROWS if r.get("meets_goal") == "NO"]
-    print(f"\nWrote {args.output / 'latest.csv'} and latest.json; {len(misses)} row(s) miss their goal.")
+    print(f"\nWrote {args.output / 'latest.csv'}, latest.json and latest.md; {len(misses)} row(s) miss their goal.")
     return 0
 
 
