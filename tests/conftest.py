@@ -40,6 +40,12 @@ KS_ALPHA = 1e-6  # smallest p-value a Kolmogorov-Smirnov test may give and pass
 _SEED_ENV = "COMPANION_TEST_SEED"
 
 
+def pytest_configure(config):
+    # torch's first forward-mode AD call scripts its jvp decompositions with torch.jit.script,
+    # which warns that torch.jit.script is deprecated: torch's own business, not the companion's.
+    config.addinivalue_line("filterwarnings", "ignore:`torch.jit.script` is deprecated:DeprecationWarning")
+
+
 def pytest_collection_modifyitems(config, items):
     """Skip tests marked ``cuda`` when torch sees no CUDA GPU."""
     if torch.cuda.is_available():

@@ -222,6 +222,8 @@ def test_gaussian_score_function_variance_no_baseline(seed, stats):
       and minus :math:`(2\sigma^2)^2`: :math:`\operatorname{Var} = 2a^4 + 60a^2\sigma^2 + 74\sigma^4`.
 
     Far larger than the pathwise :math:`4\sigma^2` and :math:`4a^2\sigma^2 + 8\sigma^4`.
+    With :math:`\theta = (\mu, \sigma)` the score is :math:`\partial_\sigma\log p = (\varepsilon^2 - 1)/\sigma`,
+    so :math:`\hat g_\sigma = \hat g_s/\sigma` and :math:`\operatorname{Var} = (2a^4 + 60a^2\sigma^2 + 74\sigma^4)/\sigma^2`.
     """
     hand = _score_var_hand(0.0)
     moments = [poly_stats(stats, p) for p in _score_polys(0.0)]
@@ -230,6 +232,12 @@ def test_gaussian_score_function_variance_no_baseline(seed, stats):
     g = score_function(square_k, gauss_logscale, params_logscale(), N)
     stats.assert_var(g, hand, [m[2] for m in moments], "score variance, no baseline")
     assert (hand > np.array([4 * SIGMA**2, 4 * A_**2 * SIGMA**2 + 8 * SIGMA**4])).all()
+
+    mean, var, mu4 = poly_stats(stats, Y**2 * SCORE_SIGMA)
+    assert mean == pytest.approx(2 * SIGMA, rel=1e-12)
+    assert var == pytest.approx(hand[1] / SIGMA**2, rel=1e-12)
+    g = score_function(square_k, gauss_scale, params_scale(), N)
+    stats.assert_var(g[:, 1], var, mu4, "score variance w.r.t. sigma, no baseline")
 
 
 @pytest.mark.parametrize("b", [MEAN_F, -2.0, 2 * (A_**2 + 5 * SIGMA**2) + 1.0])
