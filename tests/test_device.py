@@ -238,3 +238,21 @@ def test_estimator_on_cuda_matches_cpu(name):
     cpu, gpu = run("cpu"), run("cuda")
     assert gpu.device.type == "cuda" and gpu.shape == cpu.shape
     torch.testing.assert_close(gpu.cpu(), cpu, rtol=1e-5, atol=1e-5)
+
+
+def test_setup_pins_the_cpu_thread_count(monkeypatch):
+    """One thread by default (sums in a fixed order on any machine); None leaves it alone."""
+    monkeypatch.delenv("COMPANION_DEVICE", raising=False)
+    before = torch.get_num_threads()
+    try:
+        D.setup(0)
+        assert torch.get_num_threads() == 1
+        torch.set_num_threads(2)
+        D.setup(0, num_threads=None)
+        assert torch.get_num_threads() == 2
+        with pytest.raises(ValueError, match="num_threads"):
+            D.setup(0, num_threads=0)
+        with pytest.raises(TypeError, match="num_threads"):
+            D.setup(0, num_threads=1.5)
+    finally:
+        torch.set_num_threads(before)
