@@ -133,8 +133,22 @@ def toc_files() -> list[str]:
     return files
 
 
+#: Pages Sphinx generates besides the documents of _toc.yml.
+GENERATED_PAGES = ["genindex.html", "py-modindex.html", "search.html"]
+
+
 def pages() -> list[str]:
-    """The site's HTML pages, relative to its root (the root's redirect excluded)."""
+    """The site's HTML pages, relative to its root (the root's redirect excluded).
+
+    Derived from _toc.yml (the build has ``only_build_toc_files``), so collecting the
+    tests needs no build, and a new chapter is covered as soon as it is listed;
+    ``test_every_built_page_is_tested`` checks that the built site holds no others.
+    """
+    return [f"{doc}.html" for doc in toc_files()] + GENERATED_PAGES
+
+
+def built_pages() -> list[str]:
+    """The HTML pages actually present in the built site."""
     site = site_dir()
     found = []
     for path in sorted(site.rglob("*.html")):
@@ -421,8 +435,12 @@ def test_links(page_path):
 # --------------------------------------------------------------------------- once per book
 
 
+def test_every_built_page_is_tested():
+    assert sorted(built_pages()) == sorted(pages())
+
+
 def test_every_toc_file_is_built():
-    built = set(pages())
+    built = set(built_pages())
     missing = [doc for doc in toc_files() if doc + ".html" not in built]
     assert not missing, f"in _toc.yml but not in the site {site_dir()}: {missing}"
 
