@@ -278,12 +278,13 @@ def reinforce_estimates(
 class LearningCurves:
     r"""What :func:`train_reinforce` returns.
 
-    Attributes:
-        expected_reward: :math:`J(\theta_t)` (exact, by enumeration) for every run
-            and step, shape ``(n_runs, n_steps + 1)``; column 0 is the initial policy.
-        best_arm_prob: :math:`\pi_{\theta_t}(a^\star)` for the best arm :math:`a^\star`,
-            same shape.
-        logits: the final logits, shape ``(n_runs, K)``.
+    Its fields, all tensors:
+
+    * ``expected_reward``: :math:`J(\theta_t)` (exact, by enumeration) for every run
+      and step, shape ``(n_runs, n_steps + 1)``; column 0 is the initial policy.
+    * ``best_arm_prob``: :math:`\pi_{\theta_t}(a^\star)` for the best arm
+      :math:`a^\star`, same shape.
+    * ``logits``: the final logits, shape ``(n_runs, K)``.
     """
 
     expected_reward: torch.Tensor
