@@ -72,7 +72,10 @@ __all__ = [
     "estimate",
     "measure",
     "compare_all",
+    "SHORT_NAMES",
     "format_table",
+    "format_applicability",
+    "variance_checks",
     "format_time",
     "lookup",
     "plot_measurements",
@@ -90,6 +93,18 @@ ESTIMATORS = (
     "Gumbel-softmax τ=1",
     "straight-through τ=1",
 )
+
+#: Short names for the estimators, so that tables fit an 80-character line.
+SHORT_NAMES = {
+    "score function": "SF",
+    "score function + baseline": "SF+b",
+    "score function + LOO baseline": "SF+LOO",
+    "pathwise": "PW",
+    "Gumbel-softmax τ=0.1": "GS.1",
+    "Gumbel-softmax τ=0.5": "GS.5",
+    "Gumbel-softmax τ=1": "GS1",
+    "straight-through τ=1": "ST1",
+}
 
 _TEMPERATURES = {
     "Gumbel-softmax τ=0.1": 0.1,
@@ -352,26 +367,73 @@ def format_time(seconds: float) -> str:
 def format_table(results: list[Measurement]) -> str:
     """A plain-text table of measurements, one row each, in the given order.
 
-    Bias and variance are printed to 3 significant digits, then a flag (``biased`` when
-    the bias exceeds 5 standard errors), then the two time columns, last and unpadded,
-    each a number and a unit (variance x time in "variance-seconds", written with the
-    time unit). So the book's sanitizer masks everything that changes from run to run,
-    and a time's width cannot shift the rest of the line.
+    Estimators are named by :data:`SHORT_NAMES` so that every line stays under 80
+    characters. Bias and variance are printed to 3 significant digits, then a flag
+    (``biased`` when the bias exceeds 5 standard errors), then the two time columns,
+    last and unpadded, each a number and a unit (variance x time in
+    "variance-seconds", written with the time unit). So the book's sanitizer masks
+    everything that changes from run to run, and a time's width cannot shift the rest
+    of the line.
     """
-    head = (f"{'problem':12s} {'estimator':30s} {'bias':>9s} {'bias/SE':>8s} {'variance':>10s}  "
-            f"{'':7s}  time/sample, variance x time")
+    head = (f"{'problem':11s} {'estimator':8s} {'bias':>8s} {'bias/SE':>7s} "
+            f"{'variance':>8s} {'':6s} time, variance x time")
     lines = [head, "-" * len(head)]
     for m in results:
         if not isinstance(m, Measurement):
             raise TypeError(f"results must hold Measurement objects, got {type(m).__name__}")
+        name = SHORT_NAMES[m.estimator]
         if not m.applicable:
-            lines.append(f"{m.problem:12s} {m.estimator:30s} {'n/a':>9s}  ({m.reason})")
+            lines.append(f"{m.problem:11s} {name:8s} {'n/a':>8s}  {m.reason}")
             continue
         ratio = m.bias / m.bias_se if m.bias_se > 0 else float("inf")
         flag = "biased" if m.biased else ""
-        lines.append(f"{m.problem:12s} {m.estimator:30s} {m.bias:9.3g} {ratio:8.1f} {m.variance:10.3g}  "
-                     f"{flag:7s}  {format_time(m.time_per_sample)}, {format_time(m.variance_time)}")
+        lines.append(f"{m.problem:11s} {name:8s} {m.bias:8.3g} {ratio:7.1f} {m.variance:8.3g} "
+                     f"{flag:6s} {format_time(m.time_per_sample)}, {format_time(m.variance_time)}")
     return "\n".join(lines)
+
+
+def format_applicability(problem_list: list[Problem]) -> str:
+    """A plain-text matrix: one row per problem, one column per estimator (:data:`SHORT_NAMES`).
+
+    ``yes`` where :func:`applicability` allows the combination, ``~`` where it runs but
+    is known to be biased, ``-`` where it does not apply.
+    """
+    head = f"{'':12s}" + "".join(f"{SHORT_NAMES[e]:>7s}" for e in ESTIMATORS)
+    lines = [head]
+    for p in problem_list:
+        marks = []
+        for est in ESTIMATORS:
+            ok, reason = applicability(p, est)
+            marks.append("-" if not ok else ("~" if reason else "yes"))
+        lines.append(f"{_check_problem(p).key:12s}" + "".join(f"{m:>7s}" for m in marks))
+    return "\n".join(lines)
+
+
+def variance_checks(results: list[Measurement]) -> list[tuple[str, str, float, float, float]]:
+    r"""Measured against exact variances, where chapters 3 and 4 derived them.
+
+    For the Gaussian problems and the exponential, the plain score function's and the
+    pathwise estimator's :math:`\operatorname{tr}\Sigma` have closed forms
+    (:mod:`companion.closed_forms`). Returns rows ``(problem, estimator, measured, exact,
+    se)``, with ``se`` the standard error of the measured variance,
+    :math:`\sqrt{(m_4 - v^2)/N}` per coordinate; for two coordinates the sum of their
+    standard errors, an upper bound on the standard error of the sum.
+    """
+    k = {"quadratic": 2.0, "exp": 1.0, "cos": 3.0}
+    rows = []
+    for key in ("quadratic", "exp", "cos", "exponential"):
+        for est, name in (("score function", "score_function"), ("pathwise", "pathwise")):
+            m = lookup(results, key, est)
+            if key == "exponential":
+                exact = closed_forms.exponential_estimator_variance(name, 1.0, 1.0)
+                se = closed_forms.exponential_variance_standard_error(
+                    name, 1.0, 1.0, n_samples=m.n_samples)
+            else:
+                exact = sum(closed_forms.gaussian_estimator_variance(key, name, k[key], 1.0, 1.0))
+                se = sum(closed_forms.gaussian_variance_standard_error(
+                    key, name, k[key], 1.0, 1.0, n_samples=m.n_samples))
+            rows.append((key, est, m.variance, float(exact), float(se)))
+    return rows
 
 
 def lookup(results: list[Measurement], problem: str, estimator: str) -> Measurement:

@@ -177,3 +177,24 @@ def test_bad_input(problems):
         comparison.step_gradient("a", 1.0)
     with pytest.raises(TypeError, match="results"):
         comparison.format_table([1])
+
+
+def test_tables_fit_the_book_column():
+    """The book shows about 80 characters of code output; both tables must fit."""
+    results = comparison.compare_all(n_samples=50, repeats=1)
+    table = comparison.format_table([m for m in results if m.applicable])
+    assert max(len(line) for line in table.splitlines()) <= 80
+    matrix = comparison.format_applicability(comparison.problems())
+    lines = matrix.splitlines()
+    assert len(lines) == 1 + len(comparison.problems())
+    assert max(len(line) for line in lines) <= 80
+    assert lines[5].split()[1:] == ["yes", "yes", "yes", "-", "~", "~", "~", "~"]  # categorical
+
+
+def test_variance_checks_rows():
+    results = comparison.compare_all(n_samples=200, repeats=1)
+    rows = comparison.variance_checks(results)
+    assert [(r[0], r[1]) for r in rows] == [
+        (k, e) for k in ("quadratic", "exp", "cos", "exponential") for e in ("score function", "pathwise")
+    ]
+    assert all(se > 0 and exact > 0 for _, _, _, exact, se in rows)
