@@ -20,10 +20,10 @@ compute them for ``Normal(mu, sigma)``, are
 
 .. math::
 
-    \text{pathwise:}\quad (\hat g_\mu, \hat g_\sigma) = \bigl(f'(x),\; f'(x)\,\varepsilon\bigr),
-    \qquad
+    \text{pathwise:}\quad (\hat g_\mu, \hat g_\sigma)
+      &= \bigl(f'(x),\; f'(x)\,\varepsilon\bigr), \\
     \text{score function:}\quad (\hat g_\mu, \hat g_\sigma)
-      = \Bigl(f(x)\,\frac{\varepsilon}{\sigma},\; f(x)\,\frac{\varepsilon^2 - 1}{\sigma}\Bigr),
+      &= \Bigl(f(x)\,\frac{\varepsilon}{\sigma},\; f(x)\,\frac{\varepsilon^2 - 1}{\sigma}\Bigr),
 
 since :math:`\partial_\mu \log p = (x-\mu)/\sigma^2 = \varepsilon/\sigma` and
 :math:`\partial_\sigma \log p = -1/\sigma + (x-\mu)^2/\sigma^3 = (\varepsilon^2-1)/\sigma`.
@@ -67,7 +67,7 @@ __all__ = [
     "exponential_variance_standard_error",
 ]
 
-#: Names of the Gaussian test functions: :math:`(x-k)^2`, :math:`e^{-kx^2}`, :math:`\cos kx`.
+#: The Gaussian test functions by name, for :math:`(x-k)^2`, :math:`e^{-kx^2}` and :math:`\cos kx`.
 GAUSSIAN_TEST_FUNCTIONS = ("quadratic", "exp", "cos")
 #: Names of the two estimators, as in :mod:`companion.estimators`.
 ESTIMATORS = ("pathwise", "score_function")
@@ -282,10 +282,10 @@ def gaussian_estimator_variance(
 
     .. math::
 
-        \text{pathwise:}\quad &\mathbb V[\hat g_\mu] = 4\sigma^2, &
-            \mathbb V[\hat g_\sigma] &= 4c^2 + 8\sigma^2, \\
-        \text{score function:}\quad &\mathbb V[\hat g_\mu] = \frac{c^4}{\sigma^2} + 14c^2 + 15\sigma^2, &
-            \mathbb V[\hat g_\sigma] &= \frac{2c^4}{\sigma^2} + 60c^2 + 74\sigma^2 .
+        \text{pathwise:}\quad \mathbb V[\hat g_\mu] &= 4\sigma^2, \\
+        \mathbb V[\hat g_\sigma] &= 4c^2 + 8\sigma^2, \\
+        \text{score function:}\quad \mathbb V[\hat g_\mu] &= \frac{c^4}{\sigma^2} + 14c^2 + 15\sigma^2, \\
+        \mathbb V[\hat g_\sigma] &= \frac{2c^4}{\sigma^2} + 60c^2 + 74\sigma^2 .
 
     For ``"exp"`` and ``"cos"`` the variance
     :math:`\mathbb E[\hat g^2] - (\mathbb E \hat g)^2` is integrated by
@@ -386,9 +386,8 @@ def exponential_estimator_variance(estimator: str, k: float, rate: float) -> flo
 
     .. math::
 
-        \mathbb V_{\text{pathwise}} = \frac{4(k^2\lambda^2 - 8k\lambda + 20)}{\lambda^6},
-        \qquad
-        \mathbb V_{\text{score}} = \frac{k^4\lambda^4 - 12k^3\lambda^3 + 80k^2\lambda^2 - 296k\lambda + 488}{\lambda^6}.
+        \mathbb V_{\text{pathwise}} &= \frac{4(k^2\lambda^2 - 8k\lambda + 20)}{\lambda^6}, \\
+        \mathbb V_{\text{score}} &= \frac{k^4\lambda^4 - 12k^3\lambda^3 + 80k^2\lambda^2 - 296k\lambda + 488}{\lambda^6}.
     """
     estimator = _estimator(estimator)
     k, lam = _real("k", k), _positive("rate", rate)
