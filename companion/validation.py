@@ -22,6 +22,8 @@ __all__ = [
 def _show(value) -> str:
     """A short printable form of ``value`` for an error message."""
     if isinstance(value, torch.Tensor):
+        if value.dim() == 0:
+            return repr(value.item())
         if value.numel() <= 6:
             return f"tensor({value.detach().cpu().tolist()})"
         return f"tensor of shape {tuple(value.shape)}"
