@@ -211,10 +211,9 @@ def gaussian_expectation(name: str, k: float, mu: float, sigma: float) -> float:
 
     .. math::
 
-        \mathbb E[(x-k)^2] = (\mu-k)^2 + \sigma^2, \qquad
-        \mathbb E[e^{-kx^2}] = \frac{1}{\sqrt{r}} \exp\Bigl(-\frac{k\mu^2}{r}\Bigr),\ r = 1 + 2k\sigma^2,
-        \qquad
-        \mathbb E[\cos kx] = e^{-k^2\sigma^2/2}\cos(k\mu).
+        \mathbb E[(x-k)^2] &= (\mu-k)^2 + \sigma^2, \\
+        \mathbb E[e^{-kx^2}] &= \frac{1}{\sqrt{r}} \exp\Bigl(-\frac{k\mu^2}{r}\Bigr),\ r = 1 + 2k\sigma^2, \\
+        \mathbb E[\cos kx] &= e^{-k^2\sigma^2/2}\cos(k\mu).
 
     The second completes the square in the Gaussian integral; the third is the real
     part of the characteristic function :math:`\mathbb E[e^{ikx}] = e^{ik\mu - k^2\sigma^2/2}`.
