@@ -5,11 +5,13 @@ A VAE :cite:p:`kingma2014,rezende2014` has a decoder :math:`p_\theta(x \mid z)` 
 
 .. math::
 
+    \begin{aligned}
     \mathcal L(\theta, \phi; x)
-      = \mathbb E_{q_\phi(z \mid x)}\bigl[\log p_\theta(x \mid z)\bigr]
-        - \mathrm{KL}\bigl(q_\phi(z \mid x)\,\|\,p(z)\bigr)
-      = \log p_\theta(x) - \mathrm{KL}\bigl(q_\phi(z \mid x)\,\|\,p_\theta(z \mid x)\bigr)
+      &= \mathbb E_{q_\phi(z \mid x)}\bigl[\log p_\theta(x \mid z)\bigr]
+        - \mathrm{KL}\bigl(q_\phi(z \mid x)\,\|\,p(z)\bigr) \\
+      &= \log p_\theta(x) - \mathrm{KL}\bigl(q_\phi(z \mid x)\,\|\,p_\theta(z \mid x)\bigr)
       \le \log p_\theta(x).
+    \end{aligned}
 
 Here both KL terms to the prior have closed forms, so only the first expectation is
 estimated by Monte Carlo, and the estimators differ only in how they differentiate it
@@ -158,7 +160,12 @@ def _device(model: nn.Module) -> torch.device:
 
 
 def bernoulli_log_likelihood(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    r""":math:`\log p(x \mid \ell) = \sum_j \bigl[x_j \log \operatorname{sigmoid}(\ell_j) + (1 - x_j)\log(1 - \operatorname{sigmoid}(\ell_j))\bigr]`.
+    r"""Bernoulli log-likelihood of binary pixels ``x`` given logits :math:`\ell`.
+
+    .. math::
+
+        \log p(x \mid \ell) = \sum_j \bigl[x_j \log \operatorname{sigmoid}(\ell_j)
+          + (1 - x_j)\log\bigl(1 - \operatorname{sigmoid}(\ell_j)\bigr)\bigr].
 
     Summed over the last dimension, broadcasting ``logits`` ``(..., n_pixels)``
     against ``x``; computed stably from the logits (finite for any finite logit).
@@ -245,14 +252,20 @@ def elbo_surrogate(
 
     .. math::
 
-        \frac1S \sum_s \Bigl[\log p_\theta(x \mid z_s)
+        \begin{aligned}
+        &\frac1S \sum_s \Bigl[\log p_\theta(x \mid z_s)
           + \operatorname{sg}\bigl(\log p_\theta(x \mid z_s) - b_s\bigr) \log q_\phi(z_s \mid x)\Bigr]
-          - \mathrm{KL},
-        \qquad b_s = \frac{1}{S-1}\sum_{t \ne s} \log p_\theta(x \mid z_t),
+          - \mathrm{KL}, \\
+        &b_s = \frac{1}{S-1}\sum_{t \ne s} \log p_\theta(x \mid z_t),
+        \end{aligned}
 
     where :math:`z_s` carries no gradient and :math:`\operatorname{sg}` stops gradients:
     its value is the ELBO estimate, its :math:`\phi`-gradient
-    :math:`\frac1S\sum_s (\log p_\theta(x \mid z_s) - b_s)\nabla_\phi\log q_\phi(z_s \mid x) - \nabla_\phi\mathrm{KL}`.
+
+    .. math::
+
+        \frac1S\sum_s \bigl(\log p_\theta(x \mid z_s) - b_s\bigr)\,
+        \nabla_\phi\log q_\phi(z_s \mid x) - \nabla_\phi\mathrm{KL}.
 
     Args:
         model: a :class:`GaussianVAE` or :class:`CategoricalVAE`.
@@ -365,8 +378,11 @@ def categorical_elbo_exact(
 
     .. math::
 
-        \mathcal L(x) = \sum_{z} q(z \mid x) \log p_\theta(x \mid z) - \mathrm{KL}(q(z \mid x) \,\|\, p(z)),
-        \qquad q(z \mid x) = \prod_l q_l(z_l \mid x).
+        \begin{aligned}
+        \mathcal L(x) &= \sum_{z} q(z \mid x) \log p_\theta(x \mid z)
+          - \mathrm{KL}(q(z \mid x) \,\|\, p(z)), \\
+        q(z \mid x) &= \prod_l q_l(z_l \mid x).
+        \end{aligned}
 
     Args:
         model: a :class:`CategoricalVAE` with at most ``MAX_ENUMERATION`` configurations.
