@@ -39,7 +39,7 @@ from torch.distributions import Categorical
 
 from companion import estimators
 from companion.gumbel import gumbel, gumbel_softmax
-from companion.validation import as_tensor, check_finite, check_positive, check_positive_int, check_tensor
+from companion.validation import as_tensor, check_choice, check_finite, check_positive, check_positive_int, check_tensor
 
 __all__ = [
     "quadratic",
@@ -365,8 +365,7 @@ def minimize(
     logits = _check_logits(logits)
     h = _check_h(h)
     choices = ("exact", "reinforce", "reinforce+loo", "relaxed", "straight-through")
-    if estimator not in choices:
-        raise ValueError(f"estimator must be one of {choices}, got {estimator!r}")
+    check_choice("estimator", estimator, choices)
     steps = check_positive_int("steps", steps)
     n = check_positive_int("n_samples", n_samples)
     if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0:

@@ -50,7 +50,7 @@ import numpy as np
 import torch
 from scipy import integrate
 
-from companion.validation import check_positive_int
+from companion.validation import check_choice, check_positive_int
 
 __all__ = [
     "GAUSSIAN_TEST_FUNCTIONS",
@@ -95,15 +95,11 @@ def _positive(name: str, value) -> float:
 
 
 def _name(name) -> str:
-    if name not in GAUSSIAN_TEST_FUNCTIONS:
-        raise ValueError(f"name must be one of {GAUSSIAN_TEST_FUNCTIONS}, got {name!r}")
-    return name
+    return check_choice("name", name, GAUSSIAN_TEST_FUNCTIONS)
 
 
 def _estimator(estimator) -> str:
-    if estimator not in ESTIMATORS:
-        raise ValueError(f"estimator must be one of {ESTIMATORS}, got {estimator!r}")
-    return estimator
+    return check_choice("estimator", estimator, ESTIMATORS)
 
 
 def _k(name: str, k) -> float:

@@ -60,7 +60,7 @@ import torch
 from torch.distributions import Categorical, Distribution, Exponential, Normal
 
 from companion import categorical, closed_forms, estimators
-from companion.validation import check_positive_int
+from companion.validation import check_choice, check_positive_int
 
 __all__ = [
     "ESTIMATORS",
@@ -245,9 +245,7 @@ def _check_problem(problem) -> Problem:
 
 
 def _check_estimator(estimator) -> str:
-    if estimator not in ESTIMATORS:
-        raise ValueError(f"estimator must be one of {ESTIMATORS}, got {estimator!r}")
-    return estimator
+    return check_choice("estimator", estimator, ESTIMATORS)
 
 
 def applicability(problem: Problem, estimator: str) -> tuple[bool, str]:

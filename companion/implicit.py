@@ -31,6 +31,8 @@ import numpy as np
 import torch
 from scipy import integrate, special
 
+from companion.validation import check_choice
+
 __all__ = ["gamma_cdf_grad_alpha", "gamma_sample_grad", "beta_sample_grad"]
 
 _METHODS = ("finite_difference", "quadrature")
@@ -55,9 +57,7 @@ def _as_array(name: str, value, positive: bool) -> np.ndarray:
 
 
 def _method(method) -> str:
-    if method not in _METHODS:
-        raise ValueError(f"method must be one of {_METHODS}, got {method!r}")
-    return method
+    return check_choice("method", method, _METHODS)
 
 
 def _central_difference(fn, a: np.ndarray, h: np.ndarray) -> np.ndarray:

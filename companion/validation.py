@@ -16,6 +16,7 @@ __all__ = [
     "check_finite",
     "check_positive",
     "as_tensor",
+    "check_choice",
 ]
 
 
@@ -74,4 +75,11 @@ def check_positive(name: str, value: torch.Tensor) -> torch.Tensor:
     check_finite(name, value)
     if not bool((value.detach() > 0).all()):
         raise ValueError(f"{name} must be > 0, got {_show(value)}")
+    return value
+
+
+def check_choice(name: str, value, choices):
+    """Return ``value`` if it is one of ``choices`` (names of options, estimators...)."""
+    if value not in tuple(choices):
+        raise ValueError(f"{name} must be one of {tuple(choices)}, got {value!r}")
     return value
