@@ -18,7 +18,7 @@ import random
 import numpy as np
 import torch
 
-from companion.validation import check_positive_int
+from companion.validation import check_float_dtype, check_positive_int, check_shape, compute_dtype
 
 __all__ = ["get_device", "setup", "randn", "uniform_open", "to_device"]
 
@@ -40,6 +40,14 @@ def get_device() -> torch.device:
         raise ValueError(f"{_ENV}={name!r} but torch.cuda.is_available() is False on this machine")
     if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
         raise ValueError(f"{_ENV}={name!r} but this machine has {torch.cuda.device_count()} CUDA device(s)")
+    if device.type == "meta":
+        raise ValueError(f"{_ENV}={name!r} names torch's data-less 'meta' device; use 'cpu' or 'cuda'")
+    if device.type not in ("cpu", "cuda"):
+        # mps, xpu, ...: torch knows the name, but this build or machine may not run it.
+        try:
+            torch.empty(1, device=device)
+        except (RuntimeError, AssertionError, NotImplementedError) as err:
+            raise ValueError(f"{_ENV}={name!r} but this torch cannot use that device: {err}") from err
     return device
 
 
@@ -74,16 +82,52 @@ def to_device(x: torch.Tensor, device: torch.device | str | None = None) -> torc
     return x.to(get_device() if device is None else device)
 
 
-def _shape(shape) -> torch.Size:
-    if isinstance(shape, int):
-        shape = (shape,)
-    return torch.Size(shape)
+def _check_generator(generator) -> torch.Generator | None:
+    if generator is None:
+        return None
+    if not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
+    if generator.device.type != "cpu":
+        raise ValueError(
+            f"generator must be a CPU torch.Generator (the companion draws all noise on the CPU), "
+            f"got one on {generator.device}"
+        )
+    return generator
+
+
+def _check_device(device):
+    if device is None or isinstance(device, torch.device):
+        return device
+    try:
+        return torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise ValueError(f"device must name a torch device such as 'cpu' or 'cuda', got {device!r}") from err
+
+
+def _checked(shape, generator, device, dtype):
+    return check_shape("shape", shape), _check_generator(generator), _check_device(device), check_float_dtype("dtype", dtype)
+
+
+def _cast(x: torch.Tensor, dtype, device) -> torch.Tensor:
+    if dtype is not None and x.dtype != dtype:
+        x = x.to(dtype)
+    return x if device is None else x.to(device)
 
 
 def randn(shape, *, generator: torch.Generator | None = None, device=None, dtype=None) -> torch.Tensor:
-    r"""Standard normal noise :math:`\varepsilon \sim \mathcal N(0, I)` drawn on the CPU, then moved to ``device``."""
-    eps = torch.randn(_shape(shape), generator=generator, dtype=dtype)
-    return eps if device is None else eps.to(device)
+    r"""Standard normal noise :math:`\varepsilon \sim \mathcal N(0, I)` drawn on the CPU, then moved to ``device``.
+
+    For float16 and bfloat16 the draw is made in float32 and rounded (see
+    :func:`companion.validation.compute_dtype`); other dtypes draw directly.
+    """
+    shape, generator, device, dtype = _checked(shape, generator, device, dtype)
+    return _randn(shape, generator, device, dtype)
+
+
+def _randn(shape, generator, device, dtype) -> torch.Tensor:
+    draw = None if dtype is None else compute_dtype(dtype)
+    eps = torch.randn(shape, generator=generator, dtype=draw)
+    return _cast(eps, dtype, device)
 
 
 def uniform_open(shape, *, generator: torch.Generator | None = None, device=None, dtype=None) -> torch.Tensor:
@@ -94,8 +138,20 @@ def uniform_open(shape, *, generator: torch.Generator | None = None, device=None
     the smallest normal number and :math:`\epsilon` the machine epsilon of the
     dtype: the largest float below one and the smallest positive one, so the
     logarithms downstream are finite.
+
+    For float16 and bfloat16 the draw is made in float32, rounded, then clamped in
+    the target dtype; code that transforms ``u`` (Gumbel, exponential noise) should
+    transform the float32 draw instead, as the companion does.
     """
-    u = torch.rand(_shape(shape), generator=generator, dtype=dtype)
+    shape, generator, device, dtype = _checked(shape, generator, device, dtype)
+    return _uniform_open(shape, generator, device, dtype)
+
+
+def _uniform_open(shape, generator, device, dtype) -> torch.Tensor:
+    """:func:`uniform_open` without argument checks (for the companion's internal calls)."""
+    draw = None if dtype is None else compute_dtype(dtype)
+    u = torch.rand(shape, generator=generator, dtype=draw)
+    u = _cast(u, dtype, None)
     info = torch.finfo(u.dtype)
     u = u.clamp_(min=info.tiny, max=1.0 - info.eps / 2)
     return u if device is None else u.to(device)

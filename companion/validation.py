@@ -17,7 +17,15 @@ __all__ = [
     "check_positive",
     "as_tensor",
     "check_choice",
+    "check_shape",
+    "check_float_dtype",
+    "check_noise_shape",
+    "compute_dtype",
 ]
+
+#: Floating dtypes too coarse to draw noise in: the companion draws and transforms
+#: base noise in float32 for these and casts the result.
+LOW_PRECISION = (torch.float16, torch.bfloat16)
 
 
 def _show(value) -> str:
@@ -58,9 +66,15 @@ def as_tensor(name: str, value, like: torch.Tensor | None = None) -> torch.Tenso
         if not value.is_floating_point():
             value = value.to(like.dtype if like is not None else torch.get_default_dtype())
         return value
-    if like is not None:
-        return torch.as_tensor(float(value), dtype=like.dtype, device=like.device)
-    return torch.as_tensor(float(value), dtype=torch.get_default_dtype())
+    dtype = like.dtype if like is not None else torch.get_default_dtype()
+    out = torch.as_tensor(float(value), dtype=dtype, device=like.device if like is not None else None)
+    # Check what the caller passed, not what the cast made of it: 1e-8 is not 0.
+    x = float(value)
+    if x == x and abs(x) != float("inf"):
+        y = float(out)
+        if (y == 0.0 and x != 0.0) or abs(y) == float("inf"):
+            raise ValueError(f"{name}={value!r} is not representable in {dtype} (it rounds to {y!r})")
+    return out
 
 
 def check_finite(name: str, value: torch.Tensor) -> torch.Tensor:
@@ -83,3 +97,58 @@ def check_choice(name: str, value, choices):
     if value not in tuple(choices):
         raise ValueError(f"{name} must be one of {tuple(choices)}, got {value!r}")
     return value
+
+
+def check_shape(name: str, shape) -> torch.Size:
+    """Return ``shape`` (an int or a sequence of ints, each >= 0) as a ``torch.Size``."""
+    if isinstance(shape, bool):
+        raise TypeError(f"{name} must be an int or a tuple of ints, got {shape!r}")
+    if isinstance(shape, numbers.Integral):
+        shape = (shape,)
+    try:
+        items = tuple(shape)
+    except TypeError:
+        raise TypeError(
+            f"{name} must be an int or a tuple of ints, got {_show(shape)} of type {type(shape).__name__}"
+        ) from None
+    if any(isinstance(s, bool) or not isinstance(s, numbers.Integral) for s in items):
+        raise TypeError(f"{name} must be an int or a tuple of ints, got {_show(shape)}")
+    if any(s < 0 for s in items):
+        raise ValueError(f"{name} must not have negative sizes, got {tuple(int(s) for s in items)}")
+    return torch.Size(int(s) for s in items)
+
+
+def check_float_dtype(name: str, dtype) -> torch.dtype | None:
+    """Return ``dtype`` if it is ``None`` or a floating-point ``torch.dtype``."""
+    if dtype is None:
+        return None
+    if not isinstance(dtype, torch.dtype):
+        raise TypeError(f"{name} must be a torch.dtype such as torch.float32, got {_show(dtype)}")
+    if not dtype.is_floating_point:
+        raise TypeError(f"{name} must be a floating-point dtype, got {dtype}")
+    return dtype
+
+
+def compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    r"""The dtype noise is drawn and transformed in: float32 for float16 and bfloat16, else ``dtype``.
+
+    A float16 or bfloat16 uniform has so few distinct values that transforms of it
+    (:math:`-\log u`, :math:`-\log(-\log u)`) get the wrong law; the companion draws
+    in float32 and casts the result.
+    """
+    return torch.float32 if dtype in LOW_PRECISION else dtype
+
+
+def check_noise_shape(name: str, noise: torch.Tensor, batch_shape, what: str = "the batch shape") -> torch.Tensor:
+    """Return ``noise`` if its shape is ``sample_shape + batch_shape`` for some ``sample_shape``.
+
+    Base noise that merely broadcasts (a ``(4, 1)`` noise against a ``(3,)`` mean) would
+    reuse one draw across a batch: fully correlated columns, the wrong joint law.
+    """
+    batch_shape = tuple(batch_shape)
+    k = len(batch_shape)
+    if noise.dim() < k or tuple(noise.shape[noise.dim() - k:]) != batch_shape:
+        raise ValueError(
+            f"{name} must have shape sample_shape + {batch_shape} ({what}), got {tuple(noise.shape)}"
+        )
+    return noise

@@ -279,3 +279,199 @@ def test_gumbel_softmax_extreme_logits_stay_finite(hard, tau, dtype):
     w = torch.randn_like(y)
     (grad,) = torch.autograd.grad((w * y).sum(), logits)
     assert torch.isfinite(grad).all()
+
+
+# ---------------------------------------------------------------------------------------
+# The numerical contract: large and masked logits, tiny temperatures, low precision
+# ---------------------------------------------------------------------------------------
+
+
+def _raises(exc, *names):
+    import re
+
+    return pytest.raises(exc, match="(?s)" + "".join(f"(?=.*{re.escape(n)})" for n in names))
+
+
+SAMPLERS = {
+    "max": lambda l, **kw: F.one_hot(G.gumbel_max(l, **kw), l.shape[-1]).to(l.dtype),
+    "hard": lambda l, **kw: G.gumbel_softmax(l, 1.0, hard=True, **kw),
+}
+
+
+@pytest.mark.parametrize("sampler", SAMPLERS)
+@pytest.mark.parametrize("big", [1e6, 1e8, 1e30, -1e30])
+def test_equal_large_logits_are_a_fair_coin(big, sampler, seed, stats):
+    r"""Two equal logits give :math:`P = 1/2` whatever their size.
+
+    Only :math:`\ell_1 - \ell_2 = 0` matters. Without the row shift, :math:`\ell + g` in
+    float32 rounds the noise to a grid of 1/16 at :math:`10^6` (P = 0.492, 7 SE off at this n),
+    of 8 at :math:`10^8` (P = 0.018) and away entirely at :math:`10^{30}` (P = 0).
+    """
+    n = 200_000
+    y = SAMPLERS[sampler](torch.full((n, 2), big))
+    stats.assert_proportions(y[:, 0].sum(), n, 0.5, f"P(first) at logits {big:g}")
+
+
+@pytest.mark.parametrize("sampler", SAMPLERS)
+def test_large_logits_keep_their_difference(sampler, seed, stats):
+    r""":math:`\ell = (2^{24}, 2^{24} - 1)` (both exact in float32): :math:`P(\text{first}) = \sigma(1) = e/(1+e)`."""
+    n = 200_000
+    logits = torch.tensor([2.0**24, 2.0**24 - 1]).expand(n, 2)
+    y = SAMPLERS[sampler](logits)
+    stats.assert_proportions(y[:, 0].sum(), n, math.e / (1 + math.e), "P(first)")
+
+
+def test_soft_sample_of_equal_large_logits_is_symmetric(seed, stats):
+    """The relaxed sample's first coordinate has mean 1/2 by symmetry, at any logit size."""
+    y = G.gumbel_softmax(torch.full((100_000, 2), 1e8), 0.5)
+    stats.assert_mean(y[:, 0], 0.5, "E[y_1] at logits 1e8")
+
+
+@pytest.mark.parametrize("sampler", ["max", "hard", "soft"])
+def test_minus_inf_masks_a_category(sampler, seed, stats):
+    r"""A logit of :math:`-\infty` has probability 0; the others keep softmax's law:
+    :math:`\ell = (0, -\infty, \log 2)` gives :math:`(1/3, 0, 2/3)`.
+    """
+    n = 150_000
+    logits = torch.tensor([0.0, -math.inf, math.log(2.0)]).expand(n, 3)
+    if sampler == "soft":
+        y = G.gumbel_softmax(logits, 0.01)
+        assert torch.isfinite(y).all() and (y[:, 1] == 0).all()
+        y = F.one_hot(y.argmax(-1), 3).float()
+    else:
+        y = SAMPLERS[sampler](logits)
+    assert (y[:, 1] == 0).all()
+    stats.assert_proportions(y.sum(0)[[0, 2]], n, torch.tensor([1 / 3, 2 / 3]), "masked frequencies")
+
+
+@pytest.mark.parametrize("hard", [False, True])
+def test_masked_sample_equals_the_sample_without_the_category(hard, generator):
+    """With the same noise, masking a category with -inf gives what dropping it gives, and
+    finite gradients: zero for the masked logit, the unmasked problem's for the others
+    (the temperature's too)."""
+    raw = torch.randn(64, 4, generator=generator)
+    g = G.gumbel((64, 4), generator=generator)
+    keep = [0, 1, 3]
+    masked = raw.clone()
+    masked[:, 2] = -math.inf
+    masked.requires_grad_()
+    kept = raw[:, keep].clone().requires_grad_()
+    tau_m = torch.tensor(0.7, requires_grad=True)
+    tau_k = torch.tensor(0.7, requires_grad=True)
+    y_m = G.gumbel_softmax(masked, tau_m, hard=hard, g=g)
+    y_k = G.gumbel_softmax(kept, tau_k, hard=hard, g=g[:, keep])
+    assert (y_m[:, 2] == 0).all()
+    torch.testing.assert_close(y_m[:, keep], y_k)
+    w = torch.randn(64, 4, generator=generator)
+    gm = torch.autograd.grad((w * y_m).sum(), (masked, tau_m))
+    gk = torch.autograd.grad((w[:, keep] * y_k).sum(), (kept, tau_k))
+    assert torch.isfinite(gm[0]).all() and (gm[0][:, 2] == 0).all()
+    torch.testing.assert_close(gm[0][:, keep], gk[0])
+    torch.testing.assert_close(gm[1], gk[1])
+
+
+@pytest.mark.parametrize(
+    "fn", [G.gumbel_max, lambda l: G.gumbel_softmax(l, 1.0), lambda l: G.gumbel_softmax(l, 1.0, hard=True)],
+    ids=["max", "soft", "hard"],
+)
+def test_logits_that_cannot_be_sampled(fn):
+    """A row of -inf (nothing to sample), +inf and NaN are ValueErrors that say which."""
+    with _raises(ValueError, "logits", "row"):
+        fn(torch.tensor([[0.0, 1.0], [-math.inf, -math.inf]]))
+    with _raises(ValueError, "logits", "+inf"):
+        fn(torch.tensor([0.0, math.inf]))
+    with _raises(ValueError, "logits", "NaN"):
+        fn(torch.tensor([0.0, math.nan]))
+
+
+@pytest.mark.parametrize("hard", [False, True])
+@pytest.mark.parametrize(
+    "dtype,tau", [(torch.float16, 1e-4), (torch.float16, 1e-8), (torch.float32, 1e-39), (torch.float64, 1e-310)]
+)
+def test_tiny_temperature_gives_the_gumbel_max_one_hot(dtype, tau, hard, generator):
+    r"""As :math:`\tau \to 0^+` the sample is the one-hot of the Gumbel-max sample; a tiny
+    positive :math:`\tau` must give it, finite, not NaN (:math:`z/\tau` overflowing)."""
+    logits = (3 * torch.randn(500, 6, generator=generator)).to(dtype)
+    g = G.gumbel((500, 6), generator=generator, dtype=dtype)
+    y = G.gumbel_softmax(logits, tau, hard=hard, g=g)
+    assert y.dtype == dtype and torch.isfinite(y).all()
+    k = G.gumbel_max(logits, g=g)
+    torch.testing.assert_close(y.float(), F.one_hot(k, 6).float())
+
+
+def test_tiny_temperature_with_fresh_noise_is_finite():
+    for dtype, tau in [(torch.float16, 1e-4), (torch.float32, 1e-39), (torch.float64, 1e-310)]:
+        y = G.gumbel_softmax(torch.randn(2000, 4).to(dtype), tau)
+        assert torch.isfinite(y).all(), dtype
+        assert ((y.sum(-1) - 1).abs() < 1e-2).all()
+
+
+def test_temperature_must_not_enlarge_the_logits():
+    """A (2, 1, 1) temperature against (3, 4) logits would silently broadcast to (2, 3, 4)."""
+    with _raises(ValueError, "temperature", "(2, 1, 1)", "(3, 4)"):
+        G.gumbel_softmax(torch.zeros(3, 4), torch.ones(2, 1, 1))
+    with _raises(ValueError, "temperature", "(5,)"):
+        G.gumbel_softmax(torch.zeros(3, 4), torch.ones(5))
+    y = G.gumbel_softmax(torch.zeros(3, 4), torch.tensor([[0.5], [1.0], [2.0]]))
+    assert y.shape == (3, 4)
+    with _raises(ValueError, "temperature", "1e-50", "float32"):
+        G.gumbel_softmax(torch.zeros(3, 4), 1e-50)
+
+
+def test_straight_through_rejects_non_finite_input():
+    with _raises(ValueError, "y_soft", "finite"):
+        G.straight_through(torch.tensor([0.2, math.nan, 0.8]))
+    with _raises(ValueError, "y_soft", "finite"):
+        G.straight_through(torch.tensor([0.2, math.inf]))
+    with _raises(ValueError, "y_soft"):
+        G.straight_through(torch.tensor(0.5))
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_low_precision_gumbel_noise_mean(dtype, seed, stats):
+    r"""Low-precision noise is drawn in float32 and rounded: mean :math:`\gamma`.
+
+    Drawn directly in bfloat16, :math:`u` lives on a grid of 1/256 and the mean is 0.5555
+    (17 standard errors off at this n)."""
+    g = G.gumbel(1_000_000, dtype=dtype)
+    assert g.dtype == dtype and torch.isfinite(g).all()
+    stats.assert_mean(g.double(), EULER_GAMMA, f"{dtype} Gumbel mean")
+
+
+@pytest.mark.parametrize("sampler", SAMPLERS)
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_low_precision_equal_logits_are_a_fair_coin(dtype, sampler, seed, stats):
+    """In bfloat16 ties between rounded ``l + g`` went to the first category (P = 0.4916)."""
+    n = 400_000
+    y = SAMPLERS[sampler](torch.zeros(n, 2, dtype=dtype))
+    assert y.dtype == dtype
+    stats.assert_proportions(y[:, 0].double().sum(), n, 0.5, f"{dtype} P(first)")
+
+
+def test_low_precision_gradients_flow():
+    logits = torch.randn(8, 3).to(torch.bfloat16).requires_grad_()
+    y = G.gumbel_softmax(logits, torch.tensor(0.5, dtype=torch.bfloat16), hard=True)
+    assert y.dtype == torch.bfloat16
+    (grad,) = torch.autograd.grad((y * torch.randn(8, 3).to(torch.bfloat16)).sum(), logits)
+    assert grad.dtype == torch.bfloat16 and torch.isfinite(grad).all()
+
+
+@pytest.mark.parametrize("fn", [G.gumbel, lambda *a, **k: __import__("companion.device").device.randn(*a, **k),
+                                lambda *a, **k: __import__("companion.device").device.uniform_open(*a, **k)],
+                         ids=["gumbel", "randn", "uniform_open"])
+def test_noise_arguments_are_checked(fn):
+    with _raises(ValueError, "shape", "-1"):
+        fn((2, -1))
+    with _raises(TypeError, "shape", "2.5"):
+        fn(2.5)
+    with _raises(TypeError, "shape"):
+        fn((2, 1.0))
+    with _raises(TypeError, "dtype", "torch.int64"):
+        fn(3, dtype=torch.int64)
+    with _raises(TypeError, "dtype"):
+        fn(3, dtype="float32")
+    with _raises(TypeError, "generator"):
+        fn(3, generator=0)
+    with _raises(ValueError, "device", "'nonsense'"):
+        fn(3, device="nonsense")
+    assert fn(torch.Size([2, 0])).shape == (2, 0)
