@@ -6,6 +6,12 @@ Every function takes the base noise as an optional argument (``eps``, ``z`` or
 explicit; leave it out and the function draws it on the CPU (see
 :mod:`companion.device`) with shape ``sample_shape + batch/event shape``.
 Gradients flow to the parameters through ordinary autograd.
+
+Base noise passed in must have shape ``sample_shape + batch_shape``: noise that
+merely broadcasts (a ``(4, 1)`` draw against a ``(3,)`` mean) would reuse one draw
+across the batch, giving fully correlated coordinates, and is a ``ValueError``.
+Parameters in float16 or bfloat16 are computed in float32 (noise included) and the
+sample is rounded to their dtype; their coarse grids would otherwise bias the law.
 """
 
 from __future__ import annotations
@@ -13,8 +19,15 @@ from __future__ import annotations
 import torch
 from torch.distributions import Distribution
 
-from companion.device import randn, uniform_open
-from companion.validation import as_tensor, check_finite, check_positive, check_tensor
+from companion.device import _randn, _uniform_open
+from companion.validation import (
+    as_tensor,
+    check_finite,
+    check_noise_shape,
+    check_positive,
+    check_tensor,
+    compute_dtype,
+)
 
 __all__ = ["gaussian", "mvn_cholesky", "mvn_sqrtm", "sqrtm_psd", "exponential", "inverse_cdf"]
 
@@ -31,12 +44,37 @@ def _sample_shape(sample_shape) -> torch.Size:
     return shape
 
 
-def _noise(name: str, noise, shape: torch.Size, like: torch.Tensor, draw, generator) -> torch.Tensor:
+def _noise(name: str, noise, shape: torch.Size, like: torch.Tensor, draw, generator, batch_shape=None) -> torch.Tensor:
+    """Draw noise of ``shape``, or check the caller's: finite, shape ``sample_shape + batch_shape``."""
     if noise is None:
-        return draw(shape, generator=generator, dtype=like.dtype, device=like.device)
+        return draw(shape, generator, like.device, like.dtype)
     noise = check_tensor(name, noise)
     check_finite(name, noise)
+    batch_shape = shape if batch_shape is None else batch_shape
+    check_noise_shape(name, noise, batch_shape)
     return noise.to(device=like.device, dtype=like.dtype)
+
+
+def _check_generator(generator):
+    if generator is not None:
+        from companion.device import _check_generator as check
+
+        check(generator)
+    return generator
+
+
+def _batch_shape(**shapes) -> torch.Size:
+    """Broadcast the parameters' shapes, or say which disagree."""
+    try:
+        return torch.broadcast_shapes(*shapes.values())
+    except RuntimeError:
+        listed = ", ".join(f"{k} {tuple(v)}" for k, v in shapes.items())
+        raise ValueError(f"the shapes of {' and '.join(shapes)} must broadcast together, got {listed}") from None
+
+
+def _at_compute_dtype(x: torch.Tensor) -> torch.Tensor:
+    ct = compute_dtype(x.dtype)
+    return x if ct == x.dtype else x.to(ct)
 
 
 def gaussian(mu, sigma, eps=None, sample_shape=(), generator=None) -> torch.Tensor:
@@ -53,12 +91,24 @@ def gaussian(mu, sigma, eps=None, sample_shape=(), generator=None) -> torch.Tens
         generator: optional CPU ``torch.Generator`` for the draw.
     """
     mu = as_tensor("mu", mu)
-    sigma = as_tensor("sigma", sigma, like=mu)
     check_finite("mu", mu)
+    out_dtype = torch.result_type(mu, sigma) if isinstance(sigma, torch.Tensor) else mu.dtype
+    mu = _at_compute_dtype(mu)
+    sigma = as_tensor("sigma", sigma, like=mu)  # checks the value the caller passed
     check_positive("sigma", sigma)
-    shape = _sample_shape(sample_shape) + torch.broadcast_shapes(mu.shape, sigma.shape)
-    eps = _noise("eps", eps, shape, mu, randn, generator)
-    return mu + sigma * eps
+    sigma = _at_compute_dtype(sigma)
+    batch = _batch_shape(mu=mu.shape, sigma=sigma.shape)
+    shape = _sample_shape(sample_shape) + batch
+    _check_generator(generator)
+    if isinstance(eps, torch.Tensor) and shape != batch and eps.shape != shape:
+        raise ValueError(f"eps must have shape sample_shape + batch shape = {tuple(shape)}, got {tuple(eps.shape)}")
+    eps = _noise("eps", eps, shape, mu, _randn, generator, batch)
+    return _rounded(mu + sigma * eps, out_dtype)
+
+
+def _rounded(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """Cast a float32 result back to the caller's float16/bfloat16 (no-op otherwise)."""
+    return x.to(dtype) if dtype != x.dtype and compute_dtype(dtype) != dtype else x
 
 
 def _check_square(name: str, m: torch.Tensor) -> int:
@@ -75,12 +125,19 @@ def _check_mean(mu, d: int, like: torch.Tensor) -> torch.Tensor:
     return mu
 
 
+def _common_dtype(mu, m: torch.Tensor) -> torch.dtype:
+    """The dtype of the result: the matrix's, promoted with a tensor mean's (as torch's arithmetic does)."""
+    if isinstance(mu, torch.Tensor) and mu.is_floating_point():
+        return torch.promote_types(mu.dtype, m.dtype)
+    return m.dtype
+
+
 def _mvn_noise(z, sample_shape, mu, d, generator):
     shape = _sample_shape(sample_shape) + mu.shape[:-1] + (d,)
-    z = _noise("z", z, shape, mu, randn, generator)
-    if z.shape[-1:] != (d,):
+    _check_generator(generator)
+    if isinstance(z, torch.Tensor) and z.shape[-1:] != (d,):
         raise ValueError(f"z must end in dimension {d}, got shape {tuple(z.shape)}")
-    return z
+    return _noise("z", z, shape, mu, _randn, generator, mu.shape)
 
 
 def mvn_cholesky(mu, scale_tril, z=None, sample_shape=(), generator=None) -> torch.Tensor:
@@ -100,15 +157,17 @@ def mvn_cholesky(mu, scale_tril, z=None, sample_shape=(), generator=None) -> tor
     L = check_tensor("scale_tril", scale_tril)
     d = _check_square("scale_tril", L)
     check_finite("scale_tril", L)
+    out_dtype = _common_dtype(mu, L)
+    L = L.to(compute_dtype(out_dtype))
     if not bool((L.detach().triu(1) == 0).all()):
         raise ValueError("scale_tril must be lower triangular (zeros above the diagonal), got nonzero entries above it")
     if not bool((L.detach().diagonal() > 0).all()):
         raise ValueError(
             f"scale_tril must have a positive diagonal (a Cholesky factor), got diagonal {L.detach().diagonal().tolist()}"
         )
-    mu = _check_mean(mu, d, L)
+    mu = _check_mean(mu, d, L).to(L.dtype)
     z = _mvn_noise(z, sample_shape, mu, d, generator)
-    return mu + z @ L.transpose(-1, -2)
+    return _rounded(mu + z @ L.transpose(-1, -2), out_dtype)
 
 
 class _SqrtmPSD(torch.autograd.Function):
@@ -181,8 +240,10 @@ def sqrtm_psd(sigma: torch.Tensor) -> torch.Tensor:
     :math:`\Sigma^{1/2} dS + dS\, \Sigma^{1/2} = d\Sigma` (finite even for repeated eigenvalues).
     """
     sigma = check_tensor("covariance", sigma)
+    out_dtype = sigma.dtype
+    sigma = _at_compute_dtype(sigma)
     _check_spd("covariance", sigma)
-    return _SqrtmPSD.apply(sigma)[0]
+    return _rounded(_SqrtmPSD.apply(sigma)[0], out_dtype)
 
 
 def mvn_sqrtm(mu, covariance, z=None, sample_shape=(), generator=None) -> torch.Tensor:
@@ -199,11 +260,13 @@ def mvn_sqrtm(mu, covariance, z=None, sample_shape=(), generator=None) -> torch.
         z: standard normal noise ``(..., d)``; drawn if ``None``.
     """
     sigma = check_tensor("covariance", covariance)
+    out_dtype = _common_dtype(mu, sigma)
+    sigma = sigma.to(compute_dtype(out_dtype))  # eigh has no float16 kernel: float32 for half types
     d = _check_spd("covariance", sigma)
-    mu = _check_mean(mu, d, sigma)
+    mu = _check_mean(mu, d, sigma).to(sigma.dtype)
     z = _mvn_noise(z, sample_shape, mu, d, generator)
     root = _SqrtmPSD.apply(sigma)[0]
-    return mu + z @ root  # root is symmetric, so z @ root == (root @ z^T)^T
+    return _rounded(mu + z @ root, out_dtype)  # root is symmetric, so z @ root == (root @ z^T)^T
 
 
 def _clamp_unit(u: torch.Tensor) -> torch.Tensor:
@@ -243,12 +306,16 @@ def exponential(rate, u=None, sample_shape=(), generator=None) -> torch.Tensor:
     """
     rate = as_tensor("rate", rate)
     check_positive("rate", rate)
+    out_dtype = rate.dtype
+    rate = _at_compute_dtype(rate)
     shape = _sample_shape(sample_shape) + rate.shape
+    _check_generator(generator)
     if u is None:
-        u = uniform_open(shape, generator=generator, dtype=rate.dtype, device=rate.device)
+        u = _uniform_open(shape, generator, rate.device, rate.dtype)
     else:
-        u = _check_unit(check_tensor("u", u).to(device=rate.device, dtype=rate.dtype))
-    return -torch.log(u) / rate
+        u = check_noise_shape("u", check_tensor("u", u), rate.shape, "rate's shape")
+        u = _check_unit(u.to(device=rate.device, dtype=rate.dtype))
+    return _rounded(-torch.log(u) / rate, out_dtype)
 
 
 def _reference_tensor(dist: Distribution) -> torch.Tensor:
@@ -277,21 +344,25 @@ def inverse_cdf(dist: Distribution, u=None, sample_shape=(), generator=None) -> 
             (``Normal``, ``Laplace``, ``Cauchy``, ``Exponential``, ``Uniform``, and
             ``TransformedDistribution`` s built from them with monotone transforms,
             such as ``Gumbel`` and ``Weibull``).
-        u: uniform noise in :math:`[0, 1]`, broadcastable to the batch shape.
+        u: uniform noise in :math:`[0, 1]` of shape ``sample_shape + dist.batch_shape``.
     """
     if not isinstance(dist, Distribution):
         raise TypeError(f"dist must be a torch.distributions.Distribution, got {type(dist).__name__}")
     if dist.event_shape != torch.Size():
         raise ValueError(f"dist must be univariate (event_shape ()), got event_shape {tuple(dist.event_shape)}")
     like = _reference_tensor(dist)
+    out_dtype = like.dtype
+    ct = compute_dtype(like.dtype)
+    _check_generator(generator)
     if u is None:
         shape = _sample_shape(sample_shape) + dist.batch_shape
-        u = uniform_open(shape, generator=generator, dtype=like.dtype, device=like.device)
+        u = _uniform_open(shape, generator, like.device, ct)
     else:
-        u = _check_unit(check_tensor("u", u).to(device=like.device, dtype=like.dtype))
+        u = check_noise_shape("u", check_tensor("u", u), dist.batch_shape, "dist.batch_shape")
+        u = _check_unit(u.to(device=like.device, dtype=ct))
     u = _clamp_unit_symmetric(u)
     try:
-        return dist.icdf(u)
+        return _rounded(dist.icdf(u), out_dtype)
     except NotImplementedError as err:
         raise ValueError(
             f"dist must implement icdf for inverse_cdf; {type(dist).__name__} does not "

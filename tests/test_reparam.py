@@ -383,3 +383,97 @@ def test_exponential_finite_at_u_edges():
         assert torch.isfinite(x).all() and (x >= 0).all() and x[0] > x[1]
         (grad,) = torch.autograd.grad(x.sum(), rate)
         assert torch.isfinite(grad)
+
+
+# ---------------------------------------------------------------------------------------
+# Low precision, and base noise whose shape does not match the batch
+# ---------------------------------------------------------------------------------------
+
+
+def _raises(exc, *names):
+    import re
+
+    return pytest.raises(exc, match="(?s)" + "".join(f"(?=.*{re.escape(n)})" for n in names))
+
+
+LOW = [torch.bfloat16, torch.float16]
+
+
+@pytest.mark.parametrize("dtype", LOW)
+def test_low_precision_exponential_has_mean_one(dtype, seed, stats):
+    r""":math:`-\log u` with :math:`u` drawn in bfloat16 has mean 1.178, not 1: the grid of
+    :math:`u` puts mass about 1/500 near 0. Drawn in float32 and rounded, the mean is 1
+    (Exp(1): mean 1, variance 1, :math:`\mu_4 = 9`)."""
+    x = reparam.exponential(torch.tensor(1.0, dtype=dtype), sample_shape=1_000_000)
+    assert x.dtype == dtype and torch.isfinite(x).all()
+    stats.assert_mean(x.double(), 1.0, f"{dtype} Exp(1) mean")
+    stats.assert_var(x.double(), 1.0, 9.0, f"{dtype} Exp(1) variance")
+
+
+@pytest.mark.parametrize("dtype", LOW)
+def test_low_precision_gaussian_and_icdf(dtype, seed, stats):
+    """N(0, 1) in low precision: mean 0, variance 1 (mu_4 = 3), by location-scale and by icdf."""
+    x = reparam.gaussian(torch.tensor(0.0, dtype=dtype), 1.0, sample_shape=400_000)
+    y = reparam.inverse_cdf(Normal(torch.tensor(0.0, dtype=dtype), torch.tensor(1.0, dtype=dtype)), sample_shape=400_000)
+    for name, s in (("gaussian", x), ("inverse_cdf", y)):
+        assert s.dtype == dtype
+        stats.assert_mean(s.double(), 0.0, f"{dtype} {name} mean")
+        stats.assert_var(s.double(), 1.0, 3.0, f"{dtype} {name} variance")
+
+
+def test_check_what_the_caller_passed():
+    """sigma = 1e-8 is valid with a float16 mean (computed in float32, the sample rounds to mu);
+    1e-50 cannot be a float32 and says so, instead of 'got 0.0'."""
+    x = reparam.gaussian(torch.tensor(1.0, dtype=torch.float16), 1e-8, sample_shape=5)
+    assert x.dtype == torch.float16 and (x == 1).all()
+    with _raises(ValueError, "sigma=1e-50", "float32"):
+        reparam.gaussian(torch.tensor(0.0), 1e-50)
+    with _raises(ValueError, "rate=1e+40", "float32"):
+        reparam.exponential(1e40)
+
+
+def test_mixed_dtypes_are_promoted():
+    """float32 and float64 arguments give a float64 sample, as torch's arithmetic would."""
+    z = torch.randn(7, 2, dtype=torch.float64)
+    L = torch.tensor([[1.0, 0.0], [0.5, 2.0]])
+    x = reparam.mvn_cholesky(torch.zeros(2, dtype=torch.float64), L, z=z)
+    assert x.dtype == torch.float64
+    torch.testing.assert_close(x, z @ L.double().T)
+    x = reparam.mvn_cholesky(torch.zeros(2), L.double(), z=z.float())
+    assert x.dtype == torch.float64
+    cov = L @ L.T
+    x = reparam.mvn_sqrtm(torch.zeros(2, dtype=torch.float64), cov, z=z)
+    assert x.dtype == torch.float64
+    torch.testing.assert_close(x, z @ reparam.sqrtm_psd(cov.double()))
+
+
+@pytest.mark.parametrize("dtype", LOW)
+def test_low_precision_matrix_roots(dtype):
+    """eigh and Cholesky have no float16 kernels: computed in float32 and rounded."""
+    cov = torch.tensor([[2.0, 0.3], [0.3, 1.0]])
+    z = torch.randn(5, 2)
+    x = reparam.mvn_sqrtm(torch.zeros(2, dtype=dtype), cov.to(dtype), z=z.to(dtype))
+    assert x.dtype == dtype
+    torch.testing.assert_close(x.float(), z.to(dtype).float() @ reparam.sqrtm_psd(cov.to(dtype).float()), atol=2e-2, rtol=2e-2)
+    assert reparam.sqrtm_psd(cov.to(dtype)).dtype == dtype
+    L = torch.linalg.cholesky(cov).to(dtype)
+    assert reparam.mvn_cholesky(torch.zeros(2, dtype=dtype), L, z=z.to(dtype)).dtype == dtype
+
+
+def test_noise_must_have_the_batch_shape():
+    """A (4, 1) eps against a (3,) mean would give 4 rows of one repeated draw."""
+    with _raises(ValueError, "eps", "(4, 1)", "(3,)"):
+        reparam.gaussian(torch.zeros(3), 1.0, eps=torch.randn(4, 1))
+    assert reparam.gaussian(torch.zeros(3), 1.0, eps=torch.randn(4, 3)).shape == (4, 3)
+    with _raises(ValueError, "eps", "(5, 3)"):
+        reparam.gaussian(torch.zeros(3), 1.0, eps=torch.randn(4, 3), sample_shape=5)
+    with _raises(ValueError, "mu", "sigma", "(3,)", "(4,)"):
+        reparam.gaussian(torch.zeros(3), torch.ones(4))
+    with _raises(ValueError, "u", "(5, 1)", "(3,)"):
+        reparam.exponential(torch.ones(3), u=torch.rand(5, 1))
+    with _raises(ValueError, "u", "batch_shape", "(3,)"):
+        reparam.inverse_cdf(Normal(torch.zeros(3), 1.0), u=torch.rand(5, 1))
+    with _raises(ValueError, "z", "(2, 3)"):
+        reparam.mvn_cholesky(torch.zeros(2, 3), torch.eye(3), z=torch.randn(4, 1, 3))
+    with _raises(TypeError, "generator"):
+        reparam.gaussian(0.0, 1.0, generator="seed")
