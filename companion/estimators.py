@@ -17,6 +17,13 @@ Conventions shared by both functions:
   depending on its own sample only.
 * Per-sample gradients are computed with ``torch.func`` transforms, never a Python
   loop over the samples.
+* A non-finite value of ``f`` (or of its gradient, or of the score) is a
+  ``ValueError`` that says how many samples and shows one, never a silent NaN.
+* Memory grows with ``n_samples`` (the result alone holds
+  ``n_samples * params.numel()`` numbers): a call that would need more memory than
+  the machine has available fails at once and says how much it needs.
+  :func:`score_function` computes its scores in chunks of ``chunk_size`` samples,
+  with the same result as one chunk.
 """
 
 from __future__ import annotations
@@ -30,7 +37,7 @@ import torch
 from torch.distributions import Distribution
 from torch.func import grad, jacfwd, vmap
 
-from companion.validation import check_finite, check_positive_int, check_tensor
+from companion.validation import _show, check_finite, check_positive_int, check_tensor
 
 __all__ = ["score_function", "pathwise", "Baseline"]
 
@@ -86,6 +93,58 @@ def _check_values(values, n_samples: int) -> torch.Tensor:
     return values
 
 
+#: Samples per chunk of :func:`score_function`'s per-sample scores (by default).
+DEFAULT_CHUNK_SIZE = 2**20
+
+
+def _available_bytes() -> int | None:
+    """MemAvailable from /proc/meminfo (Linux), or None where it cannot be read."""
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def _check_memory(what: str, n: int, bytes_per_sample: float, fixed: float = 0.0) -> None:
+    """Fail fast, naming ``n_samples``, if the call would need more memory than is available."""
+    need = n * bytes_per_sample + fixed
+    have = _available_bytes()
+    if have is not None and need > have:
+        raise ValueError(
+            f"n_samples={n} would need about {need / 2**30:.1f} GiB for {what} "
+            f"({bytes_per_sample:.0f} bytes per sample), but only {have / 2**30:.1f} GiB is available; "
+            "use fewer samples per call and average the estimates of several calls"
+        )
+
+
+def _dist_numel(dist: Distribution) -> int:
+    return max(1, (dist.batch_shape + dist.event_shape).numel())
+
+
+def _raise_non_finite_values(values: torch.Tensor, x: torch.Tensor, n: int) -> None:
+    bad = ~torch.isfinite(values.detach())
+    if bool(bad.any()):
+        i = int(bad.nonzero()[0, 0])
+        raise ValueError(
+            f"f returned a non-finite value (NaN or infinity) for {int(bad.sum())} of n_samples={n} "
+            f"samples, e.g. f(x) = {values[i].item()!r} at x = {_show(x[i])}; the gradient estimate "
+            "would be NaN. Make f finite on the distribution's support (clamp, or add a small epsilon)."
+        )
+
+
+def _raise_non_finite_rows(out: torch.Tensor, x: torch.Tensor, n: int, what: str) -> None:
+    bad = ~torch.isfinite(out.detach()).reshape(n, -1).all(1)
+    i = int(bad.nonzero()[0, 0])
+    raise ValueError(
+        f"{what} is not finite for {int(bad.sum())} of n_samples={n} samples, e.g. at x = "
+        f"{_show(x[i].detach())}; the gradient estimate would be NaN or infinite."
+    )
+
+
 def _check_baseline(baseline, n_samples: int):
     if baseline is None:
         return None
@@ -110,6 +169,8 @@ def score_function(
     params: torch.Tensor,
     n_samples: int,
     baseline: Baseline = None,
+    *,
+    chunk_size: int | None = None,
 ) -> torch.Tensor:
     r"""Per-sample score-function (log-derivative, REINFORCE) gradient estimates.
 
@@ -134,25 +195,36 @@ def score_function(
             control variate); or ``"loo"``, the leave-one-out mean
             :math:`b_i = \frac{1}{N-1}\sum_{j \ne i} f(x_j)`, which is independent of
             :math:`x_i` and so keeps the estimator unbiased.
+        chunk_size: the scores :math:`\nabla_\theta \log p_\theta(x_i)` are computed this
+            many samples at a time (default ``DEFAULT_CHUNK_SIZE``), which bounds the
+            memory of the transform; the samples are drawn at once, so the result does
+            not depend on it.
+
+    Raises:
+        ValueError: if ``f`` returns NaN or infinity for some sample, if a score is not
+            finite, or if ``n_samples`` would need more memory than is available.
 
     Returns:
         Tensor of shape ``(n_samples, *params.shape)`` on ``params``' device.
     """
     n = _check_common(f, dist_fn, params, n_samples)
     baseline = _check_baseline(baseline, n)
+    chunk = DEFAULT_CHUNK_SIZE if chunk_size is None else check_positive_int("chunk_size", chunk_size)
     device = params.device
     theta = params.detach().to("cpu")
 
     with torch.no_grad():
-        x = _make_dist(dist_fn, theta).sample((n,))
+        dist = _make_dist(dist_fn, theta)
+        p_bytes = params.numel() * params.element_size()
+        # samples (8 bytes per entry covers integer samples), values, weights, result
+        _check_memory("score_function", n, 8 * _dist_numel(dist) + 16 + 2 * p_bytes, 120.0 * min(n, chunk))
+        x = dist.sample((n,))
     values = _check_values(f(x.to(device)), n).detach()
+    _raise_non_finite_values(values, x, n)
 
     def log_prob(p, xi):
         # The joint log-density of one sample (sum over independent batch entries).
         return dist_fn(p).log_prob(xi).sum()
-
-    with _no_validation():
-        scores = vmap(grad(log_prob), in_dims=(None, 0))(theta, x).to(device)
 
     if baseline is None:
         weights = values
@@ -160,7 +232,20 @@ def score_function(
         weights = values - (values.sum() - values) / (n - 1)
     else:
         weights = values - baseline
-    return weights.reshape((n,) + (1,) * params.dim()) * scores
+    weights = weights.reshape((n,) + (1,) * params.dim())
+
+    score_fn = vmap(grad(log_prob), in_dims=(None, 0))
+    with _no_validation():
+        if n <= chunk:
+            out = weights * score_fn(theta, x).to(device)
+        else:
+            parts = [
+                weights[i : i + chunk] * score_fn(theta, x[i : i + chunk]).to(device) for i in range(0, n, chunk)
+            ]
+            out = torch.cat(parts)
+    if not bool(torch.isfinite(out).all()):
+        _raise_non_finite_rows(out, x, n, "the score grad log p(x) times (f(x) - baseline)")
+    return out
 
 
 def pathwise(
@@ -200,6 +285,12 @@ def pathwise(
     device = params.device
     theta = params.detach().to("cpu")
     dist = _make_dist(dist_fn, theta)
+    # forward mode: the samples and their tangents, one per parameter; values, result
+    _check_memory(
+        "pathwise",
+        n,
+        params.element_size() * (4 * _dist_numel(dist) * (params.numel() + 1) + 2 * params.numel() + 2),
+    )
     if not dist.has_rsample:
         raise ValueError(
             f"pathwise needs a reparameterizable distribution, but {type(dist).__name__} has no "
@@ -209,18 +300,20 @@ def pathwise(
 
     def batch_values(p):
         x = dist_fn(p).rsample((n,))
-        return _check_values(f(x.to(device)), n).to("cpu")
+        values = _check_values(f(x.to(device)), n).to("cpu")
+        return values, (values, x)  # the values and samples come back as an aux output
 
     rng_state = torch.get_rng_state()
     try:
         with _no_validation():
-            jac = jacfwd(batch_values, randomness="same")(theta)
+            jac, (values, x) = jacfwd(batch_values, has_aux=True, randomness="same")(theta)
     except NotImplementedError:
         torch.set_rng_state(rng_state)
 
         def one_value(p, _index):
             x = dist_fn(p).rsample()
-            return f(x.unsqueeze(0).to(device)).reshape(()).to("cpu")
+            value = f(x.unsqueeze(0).to(device)).reshape(()).to("cpu")
+            return value, (value, x)
 
         # Validate the output shape once, outside the transform.
         with torch.no_grad():
@@ -228,5 +321,10 @@ def pathwise(
         torch.set_rng_state(rng_state)
         with _no_validation(), warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="There is a performance drop")
-            jac = vmap(grad(one_value), in_dims=(None, 0), randomness="different")(theta, torch.arange(n))
+            jac, (values, x) = vmap(grad(one_value, has_aux=True), in_dims=(None, 0), randomness="different")(
+                theta, torch.arange(n)
+            )
+    _raise_non_finite_values(values, x, n)
+    if not bool(torch.isfinite(jac).all()):
+        _raise_non_finite_rows(jac, x, n, "the derivative of f that autograd computes (f itself is finite there)")
     return jac.to(device)

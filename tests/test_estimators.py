@@ -533,3 +533,77 @@ def test_estimators_match_on_cuda(estimator, baseline):
     gpu = estimator(square_k, gauss_logscale, params_logscale().cuda(), 10_000, **kwargs)
     assert gpu.device.type == "cuda"
     torch.testing.assert_close(gpu.cpu(), cpu, rtol=1e-5, atol=1e-5)
+
+
+# ---------------------------------------------------------------------------------------
+# What f returns, and how much memory n_samples needs
+# ---------------------------------------------------------------------------------------
+
+
+def _raises(exc, *names):
+    import re
+
+    return pytest.raises(exc, match="(?s)" + "".join(f"(?=.*{re.escape(n)})" for n in names))
+
+
+def _normal(p):
+    return Normal(p[0], p[1])
+
+
+def _gamma(p):
+    return Gamma(p[0], p[1])
+
+
+@pytest.mark.parametrize("estimator", [score_function, pathwise])
+@pytest.mark.parametrize("dist_fn", [_normal, _gamma], ids=["normal", "gamma (reverse mode)"])
+@pytest.mark.parametrize("bad", [math.nan, math.inf])
+def test_non_finite_f_is_an_error_not_a_nan(estimator, dist_fn, bad):
+    """f NaN or infinite for some samples: a ValueError with the count and one input,
+    never a silently NaN gradient."""
+    params = torch.tensor([0.5, 1.0])
+
+    def f(x):
+        return torch.where(x > 1.0, torch.full_like(x, bad), x)
+
+    with _raises(ValueError, "f returned a non-finite value", "of n_samples=2000", "at x ="):
+        estimator(f, dist_fn, params, 2000)
+
+
+def test_pathwise_non_finite_derivative_is_an_error():
+    """f finite, its forward-mode derivative NaN (sqrt at a clamped 0): said so."""
+    with _raises(ValueError, "derivative of f", "n_samples=500"):
+        pathwise(lambda x: torch.sqrt((x - 0.5).clamp_min(0)), _normal, torch.tensor([0.0, 1.0]), 500)
+
+
+@pytest.mark.parametrize("estimator", [score_function, pathwise])
+def test_huge_n_samples_fails_fast_with_the_memory_needed(estimator):
+    """10**12 samples need terabytes: a ValueError naming n_samples and the GiB, at once."""
+    import time
+
+    start = time.perf_counter()
+    with _raises(ValueError, "n_samples=1000000000000", "GiB", "available"):
+        estimator(lambda x: x, _normal, torch.tensor([0.5, 1.0]), 10**12)
+    assert time.perf_counter() - start < 5.0
+
+
+@pytest.mark.parametrize(
+    "dist_fn,params,f",
+    [
+        (_normal, torch.tensor([0.3, 1.2]), lambda x: x**2),
+        (_gamma, torch.tensor([2.3, 1.2]), lambda x: x.sin()),
+        (lambda p: Categorical(logits=p), torch.tensor([0.3, -1.0, 2.0]), lambda k: k.float() ** 2),
+    ],
+    ids=["normal", "gamma", "categorical"],
+)
+@pytest.mark.parametrize("baseline", [None, "loo"])
+def test_chunking_gives_identical_results(dist_fn, params, f, baseline):
+    """The samples are drawn at once; only the scores are chunked: bit-identical results."""
+    torch.manual_seed(7)
+    whole = score_function(f, dist_fn, params, 20_000, baseline=baseline)
+    for chunk in (1000, 4097, 19_999):
+        torch.manual_seed(7)
+        torch.testing.assert_close(
+            score_function(f, dist_fn, params, 20_000, baseline=baseline, chunk_size=chunk), whole, rtol=0, atol=0
+        )
+    with _raises(ValueError, "chunk_size"):
+        score_function(f, dist_fn, params, 10, chunk_size=0)
