@@ -100,3 +100,27 @@ def test_bad_arguments():
         implicit.gamma_sample_grad("1.0", 1.0)
     with pytest.raises(ValueError, match=r"z must lie in \(0, 1\)"):
         implicit.beta_sample_grad(torch.tensor([1.5]), 1.0, 1.0)
+
+
+def test_large_shape_gamma_gradient():
+    r"""At :math:`\alpha = 10^6` the CDF varies in :math:`\alpha` over :math:`\sqrt\alpha = 10^3`:
+    a step of :math:`10^{-3}\alpha` was as wide as that and gave 0.966. Against torch's
+    independent ``_standard_gamma_grad`` (asymptotic series for large :math:`\alpha`), which
+    gives 1.0000 to 6 digits (:math:`z = \alpha` is near the median, where
+    :math:`dz/d\alpha \approx 1 + \Phi^{-1}(u)/(2\sqrt\alpha) \approx 1`)."""
+    for a, z in ((1e6, 1e6), (1e6, 1e6 + 2e3), (1e5, 1e5 - 500.0)):
+        ours = implicit.gamma_sample_grad(z, a).item()
+        ref = torch._standard_gamma_grad(torch.tensor(a, dtype=torch.float64), torch.tensor(z, dtype=torch.float64)).item()
+        assert abs(ours - ref) < 1e-5 * abs(ref), (a, z, ours, ref)
+
+
+def test_large_parameter_beta_gradient():
+    r"""Beta(a, a) at its median :math:`z = 1/2`: :math:`I_{1/2}(a, a) = 1/2` for every a,
+    so :math:`\partial_a I = -\partial_b I` and :math:`dz/da = -dz/db`. For large a the Beta is
+    nearly :math:`N(m, s^2)`, :math:`m = a/(a+b)`; with :math:`I_z \approx \Phi((z - m)/s)`,
+    :math:`\partial_a I \approx -\varphi(0)\,\partial_a m/s` and :math:`p(z) \approx \varphi(0)/s`,
+    so :math:`dz/da \approx \partial_a m = b/(a+b)^2 = 2.5\cdot 10^{-7}` at :math:`a = b = 10^6`,
+    up to relative :math:`O(1/a)`. (A step of :math:`10^{-3}a` gave 0.7% less.)"""
+    da, db = implicit.beta_sample_grad(0.5, 1e6, 1e6)
+    assert abs(da.item() - 2.5e-7) < 1e-4 * 2.5e-7, da
+    assert abs(db.item() + 2.5e-7) < 1e-4 * 2.5e-7, db
