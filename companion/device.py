@@ -66,6 +66,8 @@ def setup(seed: int = 0, num_threads: int | None = 1) -> torch.device:
     badly so on a loaded machine). ``None`` leaves torch's setting alone.
     """
     seed = check_positive_int("seed", seed, minimum=0)
+    if seed >= 2**32:
+        raise ValueError(f"seed must be < 2**32 (NumPy's legacy generator takes no more), got {seed}")
     if num_threads is not None:
         torch.set_num_threads(check_positive_int("num_threads", num_threads))
     random.seed(seed)

@@ -112,9 +112,9 @@ def _check_temperature(temperature, logits: torch.Tensor, ct: torch.dtype) -> tu
     like = logits if logits.dtype == ct else torch.empty((), dtype=ct, device=logits.device)
     tau = as_tensor("temperature", temperature, like=like)
     if isinstance(temperature, torch.Tensor):
-        lo, hi = (float(v) for v in torch.aminmax(tau.detach()))
         if tau.numel() == 0:
-            raise ValueError("temperature must not be empty")
+            raise ValueError(f"temperature must not be empty, got shape {tuple(tau.shape)}")
+        lo, hi = (float(v) for v in torch.aminmax(tau.detach()))
     else:
         lo = hi = float(temperature)
     if not (lo == lo and hi == hi and abs(lo) < math.inf and abs(hi) < math.inf):

@@ -56,6 +56,15 @@ def _as_array(name: str, value, positive: bool) -> np.ndarray:
     return arr
 
 
+def _broadcast(**arrays) -> list[np.ndarray]:
+    """Broadcast the named arrays, or say which shapes disagree."""
+    try:
+        return np.broadcast_arrays(*arrays.values())
+    except ValueError:
+        listed = ", ".join(f"{k} {np.shape(v)}" for k, v in arrays.items())
+        raise ValueError(f"the shapes of {', '.join(arrays)} must broadcast together, got {listed}") from None
+
+
 def _method(method) -> str:
     return check_choice("method", method, _METHODS)
 
@@ -133,7 +142,7 @@ def gamma_cdf_grad_alpha(x, alpha, method: str = "finite_difference") -> np.ndar
     x = _as_array("x", x, positive=True)
     alpha = _as_array("alpha", alpha, positive=True)
     method = _method(method)
-    x, alpha = np.broadcast_arrays(x, alpha)
+    x, alpha = _broadcast(x=x, alpha=alpha)
     if method == "quadrature":
         flat = [_dP_dalpha_quad(float(a), float(xx)) for a, xx in zip(alpha.ravel(), x.ravel())]
         return np.asarray(flat, dtype=np.float64).reshape(x.shape)
@@ -176,6 +185,7 @@ def gamma_sample_grad(z, alpha, rate=1.0, method: str = "finite_difference") -> 
     zz = _as_array("z", z, positive=True)
     a = _as_array("alpha", alpha, positive=True)
     b = _as_array("rate", rate, positive=True)
+    zz, a, b = _broadcast(z=zz, alpha=a, rate=b)
     x = b * zz
     dP = gamma_cdf_grad_alpha(x, a, method=method)
     log_p = a * np.log(b) + (a - 1.0) * np.log(zz) - x - special.gammaln(a)
@@ -205,7 +215,7 @@ def beta_sample_grad(z, a, b) -> tuple[torch.Tensor, torch.Tensor]:
         raise ValueError(f"z must lie in (0, 1), got values up to {float(zz.max())!r}")
     aa = _as_array("a", a, positive=True)
     bb = _as_array("b", b, positive=True)
-    zz, aa, bb = np.broadcast_arrays(zz, aa, bb)
+    zz, aa, bb = _broadcast(z=zz, a=aa, b=bb)
     low = zz <= 0.5
     # The CDF varies in a on the scale min(a, sqrt(a + a^2/b)): the log-odds of z has mean
     # ~log(a/b) and variance ~1/a + 1/b. Symmetrically for b.

@@ -25,6 +25,7 @@ from companion.validation import (
     check_finite,
     check_noise_shape,
     check_positive,
+    check_shape,
     check_tensor,
     compute_dtype,
 )
@@ -33,15 +34,7 @@ __all__ = ["gaussian", "mvn_cholesky", "mvn_sqrtm", "sqrtm_psd", "exponential", 
 
 
 def _sample_shape(sample_shape) -> torch.Size:
-    if isinstance(sample_shape, int):
-        sample_shape = (sample_shape,)
-    try:
-        shape = torch.Size(sample_shape)
-    except TypeError as err:
-        raise TypeError(f"sample_shape must be an int or a tuple of ints, got {sample_shape!r}") from err
-    if any(s < 0 for s in shape):
-        raise ValueError(f"sample_shape must not have negative sizes, got {tuple(shape)}")
-    return shape
+    return check_shape("sample_shape", sample_shape)
 
 
 def _noise(name: str, noise, shape: torch.Size, like: torch.Tensor, draw, generator, batch_shape=None) -> torch.Tensor:
@@ -112,8 +105,8 @@ def _rounded(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
 
 
 def _check_square(name: str, m: torch.Tensor) -> int:
-    if m.dim() != 2 or m.shape[0] != m.shape[1]:
-        raise ValueError(f"{name} must be a square matrix, got shape {tuple(m.shape)}")
+    if m.dim() != 2 or m.shape[0] != m.shape[1] or m.shape[0] < 1:
+        raise ValueError(f"{name} must be a square matrix (at least 1x1), got shape {tuple(m.shape)}")
     return m.shape[0]
 
 

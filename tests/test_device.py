@@ -256,3 +256,18 @@ def test_setup_pins_the_cpu_thread_count(monkeypatch):
             D.setup(0, num_threads=1.5)
     finally:
         torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("value", ["mps", "meta", "xpu"])
+def test_devices_this_torch_cannot_use_are_rejected_where_read(value, monkeypatch):
+    """A device torch knows by name but cannot run here fails in get_device, not later at .to()."""
+    try:
+        torch.empty(1, device=value)
+        usable = value != "meta"
+    except (RuntimeError, AssertionError, NotImplementedError):
+        usable = False
+    if usable:
+        pytest.skip(f"this machine can use {value}")
+    monkeypatch.setenv(ENV, value)
+    with pytest.raises(ValueError, match=rf"{ENV}='{value}'"):
+        D.get_device()

@@ -11,6 +11,7 @@ import math
 import re
 
 import pytest
+import numpy as np
 import torch
 from torch.distributions import (
     Bernoulli,
@@ -383,3 +384,29 @@ def test_u_at_edges_finite():
     assert math.isfinite(float(x[0])) and float(x[0]) > 0
     for dist in (Normal(0.0, 1.0), Exponential(1.0)):
         assert torch.isfinite(reparam.inverse_cdf(dist, u=u)).all()
+
+
+# ---------------------------------------------------------------------------------------
+# Found by probing the public API (each a class of input)
+# ---------------------------------------------------------------------------------------
+
+
+def test_probed_boundary_cases():
+    from companion import device, implicit
+
+    with raises(ValueError, "temperature", "empty"):
+        gumbel.gumbel_softmax(torch.zeros(3), torch.ones(0))
+    with raises(ValueError, "seed", "2**32"):
+        device.setup(2**32)
+    with raises(TypeError, "sample_shape", "True"):
+        reparam.gaussian(0.0, 1.0, sample_shape=True)
+    with raises(ValueError, "covariance", "1x1"):
+        reparam.sqrtm_psd(torch.zeros(0, 0))
+    with raises(ValueError, "scale_tril", "1x1"):
+        reparam.mvn_cholesky(torch.zeros(0), torch.zeros(0, 0))
+    with raises(ValueError, "z", "alpha", "(3,)", "(2,)"):
+        implicit.gamma_sample_grad(np.ones(3), np.ones(2))
+    with raises(ValueError, "x", "alpha", "(3,)", "(2,)"):
+        implicit.gamma_cdf_grad_alpha(np.ones(3), np.ones(2))
+    with raises(ValueError, "z", "a", "b", "(3,)", "(2,)"):
+        implicit.beta_sample_grad(np.full(3, 0.5), np.ones(2), 1.0)
