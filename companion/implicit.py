@@ -69,16 +69,17 @@ def _method(method) -> str:
     return check_choice("method", method, _METHODS)
 
 
-def _step(a: np.ndarray, width: np.ndarray) -> np.ndarray:
-    r"""Finite-difference step :math:`10^{-3}\min(a, w)`: a thousandth of the scale on which the
-    CDF changes with the parameter :math:`a`.
+def _step(a: np.ndarray, spread: np.ndarray) -> np.ndarray:
+    r"""Finite-difference step :math:`10^{-3}\min(a, 4 s)`: a thousandth of the scale on which
+    the CDF changes with the parameter :math:`a`.
 
     That scale is :math:`a` itself for small :math:`a`, but for large :math:`a` it is the
-    distribution's spread in the parameter: :math:`P(a, x) \approx \Phi((x - a)/\sqrt a)`
-    changes over :math:`\Delta a \approx \sqrt a`, so a step :math:`10^{-3} a` would be as
-    wide as the feature at :math:`a = 10^6` (and the derivative 3% off).
+    window of the distribution's spread :math:`s` in the parameter:
+    :math:`P(a, x) \approx \Phi((x - a)/\sqrt a)` changes over a few :math:`\sqrt a`, so a
+    step of :math:`10^{-3} a` would be as wide as the feature at :math:`a = 10^6` (and the
+    derivative 3% off). (Below :math:`a = 16` the step is :math:`10^{-3} a` as before.)
     """
-    return 1e-3 * np.minimum(a, width)
+    return 1e-3 * np.minimum(a, 4.0 * spread)
 
 
 def _central_difference(fn, a: np.ndarray, h: np.ndarray) -> np.ndarray:
@@ -122,8 +123,8 @@ def gamma_cdf_grad_alpha(x, alpha, method: str = "finite_difference") -> np.ndar
     :math:`\operatorname{Gamma}(\alpha, 1)` at :math:`x`.
 
     ``"finite_difference"``: the sixth-order central difference, step
-    :math:`h = 10^{-3}\min(\alpha, \sqrt\alpha)` (the scale on which :math:`P` varies in
-    :math:`\alpha`: :math:`\alpha` when small, the spread :math:`\sqrt\alpha` when large), of ``scipy.special.gammainc`` (for :math:`x \le \alpha`) or of
+    :math:`h = 10^{-3}\min(\alpha, 4\sqrt\alpha)` (the scale on which :math:`P` varies in
+    :math:`\alpha`: :math:`\alpha` when small, a few spreads :math:`\sqrt\alpha` when large), of ``scipy.special.gammainc`` (for :math:`x \le \alpha`) or of
     :math:`-`\ ``gammaincc`` (the upper tail :math:`Q = 1 - P`, for :math:`x > \alpha`, which keeps
     relative accuracy where :math:`P \approx 1`).
 
@@ -203,7 +204,7 @@ def beta_sample_grad(z, a, b) -> tuple[torch.Tensor, torch.Tensor]:
         \frac{dz}{da} = -\frac{\partial_a I_z(a,b)}{p(z)}, \qquad \frac{dz}{db} = -\frac{\partial_b I_z(a,b)}{p(z)},
 
     with the parameter derivatives taken by the sixth-order central difference (step
-    :math:`10^{-3}\min(a, \sqrt{a + a^2/b})` in :math:`a`, the scale on which :math:`I_z` varies
+    :math:`10^{-3}\min(a, 4\sqrt{a + a^2/b})` in :math:`a`, the scale on which :math:`I_z` varies
     in :math:`a`, and symmetrically in :math:`b`) of :math:`I_z` when :math:`z \le 1/2` and of
     :math:`-(1 - I_z) = -I_{1-z}(b, a)` otherwise, so each tail keeps its relative accuracy.
 
@@ -217,7 +218,7 @@ def beta_sample_grad(z, a, b) -> tuple[torch.Tensor, torch.Tensor]:
     bb = _as_array("b", b, positive=True)
     zz, aa, bb = _broadcast(z=zz, a=aa, b=bb)
     low = zz <= 0.5
-    # The CDF varies in a on the scale min(a, sqrt(a + a^2/b)): the log-odds of z has mean
+    # The CDF varies in a on the scale min(a, 4 sqrt(a + a^2/b)): the log-odds of z has mean
     # ~log(a/b) and variance ~1/a + 1/b. Symmetrically for b.
     ha = _step(aa, np.sqrt(aa + aa * aa / bb))
     hb = _step(bb, np.sqrt(bb + bb * bb / aa))
