@@ -44,7 +44,7 @@ from torch.distributions import Exponential, MultivariateNormal, Normal
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from companion import estimators, gumbel, reparam  # noqa: E402
+from companion import estimators, gumbel, reparam, validation  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 BUDGET_S = {"07_vae.ipynb": 90}
@@ -150,6 +150,12 @@ def bench_gumbel(device: torch.device, sizes: list[int], rounds: int, categories
                    "F.gumbel_softmax", "<= 1.0" if n >= 10**5 else "-", ok, ratio=t["ratio"])
 
 
+def _unchecked(fn, *args, **kwargs):
+    """Call a companion function with its value checks off (companion.validation.validate_args)."""
+    with validation.validate_args(False):
+        return fn(*args, **kwargs)
+
+
 def bench_reparam(device: torch.device, sizes: list[int], rounds: int, d: int = 10) -> None:
     header(f"Reparameterized samplers on {device}: companion.reparam vs torch.distributions rsample")
     mu = torch.tensor(0.3, device=device, requires_grad=True)
@@ -162,6 +168,9 @@ def bench_reparam(device: torch.device, sizes: list[int], rounds: int, d: int = 
         specs = [
             ("Normal", lambda: reparam.gaussian(mu, sigma, sample_shape=n),
              lambda: Normal(mu, sigma).rsample((n,)), "Normal.rsample"),
+            # the same with value checks off, against torch with validate_args=False
+            ("Normal (value checks off)", lambda: _unchecked(reparam.gaussian, mu, sigma, sample_shape=n),
+             lambda: Normal(mu, sigma, validate_args=False).rsample((n,)), "Normal.rsample(no validation)"),
             (f"MultivariateNormal d={d} (scale_tril)",
              lambda: reparam.mvn_cholesky(mvn_mu, tril, sample_shape=max(1, n // d)),
              lambda: MultivariateNormal(mvn_mu, scale_tril=tril).rsample((max(1, n // d),)),

@@ -37,6 +37,7 @@ import torch
 from torch.distributions import Distribution
 from torch.func import grad, jacfwd, vmap
 
+from companion import validation
 from companion.validation import _show, check_finite, check_positive_int, check_tensor
 
 __all__ = ["score_function", "pathwise", "Baseline"]
@@ -112,6 +113,8 @@ def _available_bytes() -> int | None:
 def _check_memory(what: str, n: int, bytes_per_sample: float, fixed: float = 0.0) -> None:
     """Fail fast, naming ``n_samples``, if the call would need more memory than is available."""
     need = n * bytes_per_sample + fixed
+    if need < 2**30:  # a GiB: not worth reading /proc on every call
+        return
     have = _available_bytes()
     if have is not None and need > have:
         raise ValueError(
@@ -126,6 +129,8 @@ def _dist_numel(dist: Distribution) -> int:
 
 
 def _raise_non_finite_values(values: torch.Tensor, x: torch.Tensor, n: int) -> None:
+    if not validation._VALIDATE:
+        return
     bad = ~torch.isfinite(values.detach())
     if bool(bad.any()):
         i = int(bad.nonzero()[0, 0])
@@ -243,7 +248,7 @@ def score_function(
                 weights[i : i + chunk] * score_fn(theta, x[i : i + chunk]).to(device) for i in range(0, n, chunk)
             ]
             out = torch.cat(parts)
-    if not bool(torch.isfinite(out).all()):
+    if validation._VALIDATE and not bool(torch.isfinite(out).all()):
         _raise_non_finite_rows(out, x, n, "the score grad log p(x) times (f(x) - baseline)")
     return out
 
@@ -325,6 +330,6 @@ def pathwise(
                 theta, torch.arange(n)
             )
     _raise_non_finite_values(values, x, n)
-    if not bool(torch.isfinite(jac).all()):
+    if validation._VALIDATE and not bool(torch.isfinite(jac).all()):
         _raise_non_finite_rows(jac, x, n, "the derivative of f that autograd computes (f itself is finite there)")
     return jac.to(device)

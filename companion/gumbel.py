@@ -30,6 +30,7 @@ import math
 import torch
 
 from companion.device import _checked, _uniform_open
+from companion import validation
 from companion.validation import _show, as_tensor, check_tensor, compute_dtype
 
 __all__ = ["gumbel", "gumbel_max", "gumbel_softmax", "straight_through"]
@@ -100,7 +101,7 @@ def _check_logits(logits) -> tuple[torch.Tensor, bool]:
 
 def _check_noise(g, logits: torch.Tensor) -> torch.Tensor:
     g = check_tensor("g", g)
-    if not bool(torch.isfinite(g.detach()).all()):
+    if validation._VALIDATE and not bool(torch.isfinite(g.detach()).all()):
         raise ValueError(f"g must be finite, got {_show(g)} with NaN or infinite entries")
     if g.shape != logits.shape:
         raise ValueError(f"g must have the shape of logits {tuple(logits.shape)}, got {tuple(g.shape)}")
@@ -185,7 +186,7 @@ def straight_through(y_soft: torch.Tensor) -> torch.Tensor:
     y_soft = check_tensor("y_soft", y_soft)
     if y_soft.dim() == 0 or y_soft.shape[-1] < 1:
         raise ValueError(f"y_soft must have at least one entry in a last dimension, got shape {tuple(y_soft.shape)}")
-    if not bool(torch.isfinite(y_soft.detach()).all()):
+    if validation._VALIDATE and not bool(torch.isfinite(y_soft.detach()).all()):
         raise ValueError(f"y_soft must be finite, got {_show(y_soft)} with NaN or infinite entries")
     return _straight_through(y_soft)
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import torch
 from torch.distributions import Distribution
 
+from companion import validation
 from companion.device import _randn, _uniform_open
 from companion.validation import (
     as_tensor,
@@ -152,15 +153,20 @@ def mvn_cholesky(mu, scale_tril, z=None, sample_shape=(), generator=None) -> tor
     check_finite("scale_tril", L)
     out_dtype = _common_dtype(mu, L)
     L = L.to(compute_dtype(out_dtype))
+    if validation._VALIDATE:
+        _check_tril(L)
+    mu = _check_mean(mu, d, L).to(L.dtype)
+    z = _mvn_noise(z, sample_shape, mu, d, generator)
+    return _rounded(mu + z @ L.transpose(-1, -2), out_dtype)
+
+
+def _check_tril(L: torch.Tensor) -> None:
     if not bool((L.detach().triu(1) == 0).all()):
         raise ValueError("scale_tril must be lower triangular (zeros above the diagonal), got nonzero entries above it")
     if not bool((L.detach().diagonal() > 0).all()):
         raise ValueError(
             f"scale_tril must have a positive diagonal (a Cholesky factor), got diagonal {L.detach().diagonal().tolist()}"
         )
-    mu = _check_mean(mu, d, L).to(L.dtype)
-    z = _mvn_noise(z, sample_shape, mu, d, generator)
-    return _rounded(mu + z @ L.transpose(-1, -2), out_dtype)
 
 
 class _SqrtmPSD(torch.autograd.Function):
@@ -211,6 +217,8 @@ class _SqrtmPSD(torch.autograd.Function):
 
 def _check_spd(name: str, sigma: torch.Tensor) -> int:
     d = _check_square(name, sigma)
+    if not validation._VALIDATE:
+        return d
     check_finite(name, sigma)
     s = sigma.detach()
     scale = s.abs().max().clamp_min(torch.finfo(s.dtype).tiny)
@@ -280,7 +288,7 @@ def _clamp_unit_symmetric(u: torch.Tensor) -> torch.Tensor:
 
 
 def _check_unit(u: torch.Tensor) -> torch.Tensor:
-    if not bool(((u.detach() >= 0) & (u.detach() <= 1)).all()):
+    if validation._VALIDATE and not bool(((u.detach() >= 0) & (u.detach() <= 1)).all()):
         raise ValueError(f"u must lie in [0, 1], got values from {u.min().item():.3g} to {u.max().item():.3g}")
     return _clamp_unit(u)
 

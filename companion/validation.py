@@ -2,10 +2,25 @@
 
 Each check raises a ``TypeError`` or ``ValueError`` that names the argument and
 shows its value, so that bad input fails at the call, not deep inside torch.
+
+Checks run once, at the public boundary: the companion's internal calls go to
+unchecked implementations. The checks that read tensor *values* (finite,
+positive, in range, symmetric, positive definite, representable in the dtype, and
+the finiteness of what ``f`` returns to the estimators) cost a pass over the data
+and a device synchronisation each; :func:`set_validate_args` turns them off for
+speed, in the spirit of ``torch.distributions.Distribution.set_default_validate_args``
+(on by default). Type and shape checks, which cost nothing measurable, always run.
+With value checks off, bad values give wrong results or NaN silently::
+
+    from companion import validation
+    validation.set_validate_args(False)      # globally
+    with validation.validate_args(False):    # or for a block
+        ...
 """
 
 from __future__ import annotations
 
+import contextlib
 import numbers
 
 import torch
@@ -21,7 +36,36 @@ __all__ = [
     "check_float_dtype",
     "check_noise_shape",
     "compute_dtype",
+    "set_validate_args",
+    "get_validate_args",
+    "validate_args",
 ]
+
+_VALIDATE = True
+
+
+def set_validate_args(value: bool) -> None:
+    """Turn the companion's value checks on (the default) or off, for every public function."""
+    global _VALIDATE
+    if not isinstance(value, bool):
+        raise TypeError(f"value must be a bool, got {_show(value)} of type {type(value).__name__}")
+    _VALIDATE = value
+
+
+def get_validate_args() -> bool:
+    """Whether the companion's value checks are on (see :func:`set_validate_args`)."""
+    return _VALIDATE
+
+
+@contextlib.contextmanager
+def validate_args(value: bool):
+    """Run a block with the value checks on or off, restoring the previous setting after."""
+    old = _VALIDATE
+    set_validate_args(value)
+    try:
+        yield
+    finally:
+        set_validate_args(old)
 
 #: Floating dtypes too coarse to draw noise in: the companion draws and transforms
 #: base noise in float32 for these and casts the result.
@@ -70,7 +114,7 @@ def as_tensor(name: str, value, like: torch.Tensor | None = None) -> torch.Tenso
     out = torch.as_tensor(float(value), dtype=dtype, device=like.device if like is not None else None)
     # Check what the caller passed, not what the cast made of it: 1e-8 is not 0.
     x = float(value)
-    if x == x and abs(x) != float("inf"):
+    if _VALIDATE and x == x and abs(x) != float("inf"):
         y = float(out)
         if (y == 0.0 and x != 0.0) or abs(y) == float("inf"):
             raise ValueError(f"{name}={value!r} is not representable in {dtype} (it rounds to {y!r})")
@@ -79,13 +123,15 @@ def as_tensor(name: str, value, like: torch.Tensor | None = None) -> torch.Tenso
 
 def check_finite(name: str, value: torch.Tensor) -> torch.Tensor:
     """Return ``value`` if every entry is finite (no NaN, no infinity)."""
-    if not bool(torch.isfinite(value.detach()).all()):
+    if _VALIDATE and not bool(torch.isfinite(value.detach()).all()):
         raise ValueError(f"{name} must be finite, got {_show(value)} with NaN or infinite entries")
     return value
 
 
 def check_positive(name: str, value: torch.Tensor) -> torch.Tensor:
     """Return ``value`` if every entry is finite and strictly positive."""
+    if not _VALIDATE:
+        return value
     check_finite(name, value)
     if not bool((value.detach() > 0).all()):
         raise ValueError(f"{name} must be > 0, got {_show(value)}")

@@ -410,3 +410,68 @@ def test_probed_boundary_cases():
         implicit.gamma_cdf_grad_alpha(np.ones(3), np.ones(2))
     with raises(ValueError, "z", "a", "b", "(3,)", "(2,)"):
         implicit.beta_sample_grad(np.full(3, 0.5), np.ones(2), 1.0)
+
+
+# ---------------------------------------------------------------------------------------
+# The switch: value checks on (default) or off
+# ---------------------------------------------------------------------------------------
+
+
+def test_validation_switch_defaults_on_and_restores():
+    assert validation.get_validate_args() is True
+    with validation.validate_args(False):
+        assert validation.get_validate_args() is False
+        with validation.validate_args(True):
+            assert validation.get_validate_args() is True
+        assert validation.get_validate_args() is False
+    assert validation.get_validate_args() is True
+    with raises(TypeError, "value", "bool"):
+        validation.set_validate_args(1)
+    try:
+        validation.set_validate_args(False)
+        assert validation.get_validate_args() is False
+    finally:
+        validation.set_validate_args(True)
+
+
+def test_value_checks_off_skip_value_checks_only():
+    """Off: a negative sigma, NaN f values, a u outside [0, 1] pass unchecked (the caller's
+    responsibility); type and shape checks still run."""
+    with validation.validate_args(False):
+        x = reparam.gaussian(torch.tensor(0.0), -1.0, eps=torch.tensor([1.0]))
+        assert x.item() == -1.0
+        g = estimators.score_function(lambda x: torch.full_like(x, math.nan), _normal, torch.tensor([0.0, 1.0]), 4)
+        assert torch.isnan(g).all()
+        reparam.exponential(1.0, u=torch.tensor([2.0]))
+        with raises(TypeError, "mu"):
+            reparam.gaussian("zero", 1.0)
+        with raises(ValueError, "eps"):
+            reparam.gaussian(torch.zeros(3), 1.0, eps=torch.randn(4, 1))
+    with raises(ValueError, "sigma"):
+        reparam.gaussian(torch.tensor(0.0), -1.0)
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda: reparam.gaussian(torch.tensor([0.3, -1.0]), torch.tensor([1.7, 0.2]), sample_shape=1000),
+        lambda: reparam.exponential(torch.tensor(2.0), sample_shape=1000),
+        lambda: reparam.mvn_cholesky(torch.zeros(2), torch.tensor([[1.0, 0.0], [0.4, 2.0]]), sample_shape=100),
+        lambda: reparam.mvn_sqrtm(torch.zeros(2), torch.tensor([[1.0, 0.4], [0.4, 2.0]]), sample_shape=100),
+        lambda: gumbel.gumbel_softmax(torch.randn(50, 4, generator=torch.Generator().manual_seed(1)), 0.5, hard=True),
+        lambda: estimators.score_function(lambda x: x**2, _normal, torch.tensor([0.5, 1.3]), 1000, baseline="loo"),
+        lambda: estimators.pathwise(lambda x: x**2, _normal, torch.tensor([0.5, 1.3]), 1000),
+    ],
+    ids=["gaussian", "exponential", "mvn_cholesky", "mvn_sqrtm", "gumbel_softmax", "score_function", "pathwise"],
+)
+def test_checks_off_give_identical_results(call):
+    torch.manual_seed(3)
+    on = call()
+    torch.manual_seed(3)
+    with validation.validate_args(False):
+        off = call()
+    torch.testing.assert_close(off, on, rtol=0, atol=0)
+
+
+def _normal(p):
+    return Normal(p[0], p[1])
