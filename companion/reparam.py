@@ -59,6 +59,9 @@ def _check_generator(generator):
 
 def _batch_shape(**shapes) -> torch.Size:
     """Broadcast the parameters' shapes, or say which disagree."""
+    first, *rest = shapes.values()
+    if all(s == first for s in rest):
+        return torch.Size(first)
     try:
         return torch.broadcast_shapes(*shapes.values())
     except RuntimeError:
