@@ -70,6 +70,7 @@ __all__ = [
     "gaussian_variance_standard_error",
     "exponential_expectation",
     "exponential_gradient",
+    "exponential_optimal_baseline",
     "exponential_estimator_variance",
     "exponential_variance_standard_error",
 ]
@@ -433,16 +434,30 @@ def _exp_moment(coefficients: np.ndarray, rate: float) -> float:
     return float(sum(c * math.factorial(n) / rate**n for n, c in enumerate(coefficients)))
 
 
-def _exponential_per_sample(estimator: str, k: float, rate: float) -> np.polynomial.Polynomial:
+def exponential_optimal_baseline(k: float, rate: float) -> float:
+    r"""The score function's optimal constant baseline for :math:`\partial_\lambda \mathbb E[(z-k)^2]`.
+
+    With the score :math:`s = 1/\lambda - z` (so :math:`\mathbb E[s^2] = \operatorname{Var} z = 1/\lambda^2`),
+    :math:`b^\star = \mathbb E[f s^2]/\mathbb E[s^2]`; expanding in :math:`\mathbb E[z^n] = n!/\lambda^n`,
+
+    .. math::
+
+        b^\star = k^2 - \frac{6k}{\lambda} + \frac{14}{\lambda^2}.
+    """
+    k, lam = _real("k", k), _positive("rate", rate)
+    return k**2 - 6.0 * k / lam + 14.0 / lam**2
+
+
+def _exponential_per_sample(estimator: str, k: float, rate: float, b: float = 0.0) -> np.polynomial.Polynomial:
     P = np.polynomial.Polynomial
     z = P([0.0, 1.0])
     f = (z - k) ** 2
     if estimator == "pathwise":
         return f.deriv() * (-z / rate)
-    return f * (1.0 / rate - z)
+    return (f - b) * (1.0 / rate - z)
 
 
-def exponential_estimator_variance(estimator: str, k: float, rate: float) -> float:
+def exponential_estimator_variance(estimator: str, k: float, rate: float, baseline: str | None = None) -> float:
     r"""Variance of one sample's estimate of :math:`\partial_\lambda \mathbb E[(z-k)^2]`, :math:`z \sim \operatorname{Exp}(\lambda)`.
 
     With :math:`z = -\log(u)/\lambda`, :math:`\partial z/\partial\lambda = -z/\lambda`, and
@@ -454,24 +469,36 @@ def exponential_estimator_variance(estimator: str, k: float, rate: float) -> flo
 
         \mathbb V_{\text{pathwise}} &= \frac{4(k^2\lambda^2 - 8k\lambda + 20)}{\lambda^6}, \\
         \mathbb V_{\text{score}} &= \frac{k^4\lambda^4 - 12k^3\lambda^3 + 80k^2\lambda^2 - 296k\lambda + 488}{\lambda^6}.
+
+    ``baseline="optimal"`` (score function only) subtracts
+    :func:`exponential_optimal_baseline`, which gives
+    :math:`\mathbb V = \bigl(16(k\lambda - 4)^2 + 36\bigr)/\lambda^6`.
     """
     estimator = _estimator(estimator)
     k, lam = _real("k", k), _positive("rate", rate)
+    _baseline(estimator, baseline)
     if estimator == "pathwise":
         return 4.0 * (k**2 * lam**2 - 8.0 * k * lam + 20.0) / lam**6
+    if baseline == "optimal":
+        return (16.0 * (k * lam - 4.0) ** 2 + 36.0) / lam**6
     return (k**4 * lam**4 - 12.0 * k**3 * lam**3 + 80.0 * k**2 * lam**2 - 296.0 * k * lam + 488.0) / lam**6
 
 
-def exponential_variance_standard_error(estimator: str, k: float, rate: float, n_samples: int = 1) -> float:
+def exponential_variance_standard_error(
+    estimator: str, k: float, rate: float, n_samples: int = 1, baseline: str | None = None
+) -> float:
     r"""Standard error :math:`\sqrt{(m_4 - v^2)/N}` of the sample variance of ``n_samples`` estimates.
 
     The fourth central moment :math:`m_4 = \mathbb E[(\hat g - \mathbb E\hat g)^4]` of
     the polynomial estimator is exact, from :math:`\mathbb E[z^n] = n!/\lambda^n`.
+    ``baseline`` as in :func:`exponential_estimator_variance`.
     """
     estimator = _estimator(estimator)
     k, rate = _real("k", k), _positive("rate", rate)
     n = check_positive_int("n_samples", n_samples)
-    g = _exponential_per_sample(estimator, k, rate)
+    _baseline(estimator, baseline)
+    b = exponential_optimal_baseline(k, rate) if baseline else 0.0
+    g = _exponential_per_sample(estimator, k, rate, b)
     mean = _exp_moment(g.coef, rate)
     v = _exp_moment(((g - mean) ** 2).coef, rate)
     m4 = _exp_moment(((g - mean) ** 4).coef, rate)

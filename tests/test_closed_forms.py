@@ -262,3 +262,42 @@ def test_optimal_baseline_bad_arguments():
         cf.gaussian_variance_standard_error("cos", "score_function", 1.0, baseline="best")
     with pytest.raises(ValueError, match="sigma"):
         cf.gaussian_optimal_baseline("cos", 1.0, 0.0, 0.0)
+
+
+@pytest.mark.parametrize("k,lam", [(0.0, 1.0), (1.5, 2.0), (4.0, 0.8)])
+def test_exponential_optimal_baseline(k, lam):
+    """Score function with b* for z ~ Exp(l), f = (z-k)^2.
+
+    s = 1/l - z, E s^2 = 1/l^2. E[f s^2] by quadrature over the density l e^{-lz}
+    gives b* = k^2 - 6k/l + 14/l^2; the variance Var[(f - b*) s], also by quadrature,
+    is (16 (k l - 4)^2 + 36)/l^6. Both are checked, and b* beats b* +- 0.5.
+    """
+    from scipy import integrate
+
+    def expect(h):
+        return integrate.quad(lambda z: h(z) * lam * math.exp(-lam * z), 0, math.inf, epsabs=0, epsrel=1e-12)[0]
+
+    b = cf.exponential_optimal_baseline(k, lam)
+    assert b == pytest.approx(expect(lambda z: (z - k) ** 2 * (1 / lam - z) ** 2) * lam**2, rel=1e-9)
+    mean = cf.exponential_gradient(k, lam)
+
+    def var(bb):
+        return expect(lambda z: (((z - k) ** 2 - bb) * (1 / lam - z) - mean) ** 2)
+
+    v = cf.exponential_estimator_variance("score_function", k, lam, baseline="optimal")
+    assert v == pytest.approx(var(b), rel=1e-9)
+    assert v < var(b + 0.5) and v < var(b - 0.5)
+
+
+def test_exponential_optimal_baseline_monte_carlo(seed):
+    """score_function(baseline=b*) on Exp(l): mean and variance within 5 standard errors (N = 40000)."""
+    k, lam, n = 2.0, 1.0, 40_000
+    b = cf.exponential_optimal_baseline(k, lam)
+    est = score_function(lambda z: (z - k) ** 2, lambda p: Exponential(p), torch.tensor(lam, dtype=torch.float64),
+                         n, baseline=b)
+    var = cf.exponential_estimator_variance("score_function", k, lam, baseline="optimal")
+    se = cf.exponential_variance_standard_error("score_function", k, lam, n_samples=n, baseline="optimal")
+    assert abs(est.mean().item() - cf.exponential_gradient(k, lam)) < 5 * math.sqrt(var / n)
+    assert abs(est.var().item() - var) < 5 * se
+    with pytest.raises(ValueError, match="baseline"):
+        cf.exponential_estimator_variance("pathwise", k, lam, baseline="optimal")
