@@ -8,7 +8,7 @@ import pytest
 import torch
 from scipy import stats as st
 
-from companion.experiments.rejection import marsaglia_tsang, rejection_gradients
+from companion.experiments.rejection import marsaglia_tsang, rejection_gradients, transform
 
 
 @pytest.mark.parametrize("alpha", [1.0, 2.0, 5.5])
@@ -68,3 +68,16 @@ def test_bad_arguments():
         rejection_gradients(2.0, [0.1, 0.2])
     with pytest.raises(ValueError, match="accepted"):
         rejection_gradients(2.0, torch.tensor([-100.0], dtype=torch.float64))
+
+
+def test_transform_matches_the_module_formula_and_its_inverse():
+    """transform(alpha, eps) = d (1 + c eps)^3, and eps = ((z/d)^(1/3) - 1) sqrt(9d) inverts it
+    where 1 + c eps > 0 (the proposals the sampler can accept)."""
+    eps = torch.linspace(-2.0, 3.0, 50, dtype=torch.float64)   # 1 + c eps > 0
+    for alpha in (1.0, 2.0, 7.5):
+        d = alpha - 1 / 3
+        z = transform(alpha, eps)
+        torch.testing.assert_close(z, d * (1 + eps / math.sqrt(9 * d)) ** 3)
+        torch.testing.assert_close(((z / d) ** (1 / 3) - 1) * math.sqrt(9 * d), eps)
+    with pytest.raises(ValueError, match="alpha"):
+        transform(0.9, eps)

@@ -39,7 +39,7 @@ import torch
 
 from companion.validation import check_positive_int
 
-__all__ = ["marsaglia_tsang", "rejection_gradients"]
+__all__ = ["transform", "marsaglia_tsang", "rejection_gradients"]
 
 
 def _alpha(alpha) -> float:
@@ -49,6 +49,14 @@ def _alpha(alpha) -> float:
     if not math.isfinite(alpha) or alpha < 1.0:
         raise ValueError(f"alpha must be finite and >= 1 (Marsaglia-Tsang without boosting), got {alpha!r}")
     return alpha
+
+
+def transform(alpha: float, eps):
+    r"""Marsaglia and Tsang's map :math:`h(\varepsilon, \alpha) = d(1 + c\varepsilon)^3`,
+    :math:`d = \alpha - \frac13`, :math:`c = 1/\sqrt{9d}`, of a proposal (tensor or array)."""
+    alpha = _alpha(alpha)
+    d = alpha - 1.0 / 3.0
+    return d * (1.0 + eps / math.sqrt(9.0 * d)) ** 3
 
 
 def marsaglia_tsang(alpha: float, n_proposals: int, generator: torch.Generator | None = None):
