@@ -68,6 +68,7 @@ __all__ = [
     "gaussian_optimal_baseline",
     "gaussian_estimator_variance",
     "gaussian_variance_standard_error",
+    "gaussian_variance_crossover",
     "exponential_expectation",
     "exponential_gradient",
     "exponential_optimal_baseline",
@@ -411,6 +412,45 @@ def gaussian_variance_standard_error(
         m4 = _eps_moment(g, 4, m)
         out.append(math.sqrt(max(m4 - v * v, 0.0) / n))
     return out[0], out[1]
+
+
+def gaussian_variance_crossover(
+    name: str,
+    col: int,
+    baseline: str | None = None,
+    lo: float = 0.1,
+    hi: float = 3.0,
+    mu: float = 1.0,
+    sigma: float = 1.0,
+) -> float:
+    r"""The :math:`k \in [\text{lo}, \text{hi}]` where the score function and the pathwise estimator are equally noisy.
+
+    Solves :math:`\log \mathbb V_{\text{score}}(k) - \log \mathbb V_{\text{pathwise}}(k) = 0`
+    for the coordinate ``col`` (0: :math:`\partial_\mu`, 1: :math:`\partial_\sigma`) with
+    Brent's method (``scipy.optimize.brentq``, ``xtol`` :math:`10^{-6}`), the variances from
+    :func:`gaussian_estimator_variance` (``baseline`` applies to the score function).
+
+    Raises:
+        ValueError: if the two variances do not cross in the bracket (same sign at both ends).
+    """
+    from scipy.optimize import brentq
+
+    name = _name(name)
+    if col not in (0, 1):
+        raise ValueError(f"col must be 0 (d/dmu) or 1 (d/dsigma), got {col!r}")
+    _baseline("score_function", baseline)
+    lo, hi = _real("lo", lo), _real("hi", hi)
+    if not lo < hi:
+        raise ValueError(f"need lo < hi, got lo={lo!r}, hi={hi!r}")
+
+    def log_ratio(k: float) -> float:
+        sf = gaussian_estimator_variance(name, "score_function", k, mu, sigma, baseline=baseline)[col]
+        return math.log(sf / gaussian_estimator_variance(name, "pathwise", k, mu, sigma)[col])
+
+    a, b = log_ratio(lo), log_ratio(hi)
+    if a * b > 0:
+        raise ValueError(f"the variances of {name!r} (col={col}) do not cross for k in [{lo}, {hi}]")
+    return float(brentq(log_ratio, lo, hi, xtol=1e-6))
 
 
 # --------------------------------------------------------------------------- exponential

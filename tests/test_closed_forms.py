@@ -301,3 +301,31 @@ def test_exponential_optimal_baseline_monte_carlo(seed):
     assert abs(est.var().item() - var) < 5 * se
     with pytest.raises(ValueError, match="baseline"):
         cf.exponential_estimator_variance("pathwise", k, lam, baseline="optimal")
+
+
+@pytest.mark.parametrize("name", ["exp", "cos"])
+@pytest.mark.parametrize("col", [0, 1])
+@pytest.mark.parametrize("baseline", [None, "optimal"])
+def test_variance_crossover_is_where_the_variances_meet(name, col, baseline):
+    """At the crossover the two exact variances are equal; just below, the score function is
+    the noisier (for these f the pathwise estimate f' grows with k while f stays bounded)."""
+    k = cf.gaussian_variance_crossover(name, col, baseline)
+    sf = cf.gaussian_estimator_variance(name, "score_function", k, baseline=baseline)[col]
+    pw = cf.gaussian_estimator_variance(name, "pathwise", k)[col]
+    assert sf == pytest.approx(pw, rel=1e-5)
+    k_lo = k - 0.05
+    assert (cf.gaussian_estimator_variance(name, "score_function", k_lo, baseline=baseline)[col]
+            > cf.gaussian_estimator_variance(name, "pathwise", k_lo)[col])
+
+
+def test_variance_crossover_values_and_errors():
+    """Independent quadrature (issue 11) put the exp(-k x^2) crossovers at k = 0.87 / 1.00 without
+    a baseline and 0.36 / 0.75 with b*; the quadratic never crosses."""
+    assert cf.gaussian_variance_crossover("exp", 0) == pytest.approx(0.87, abs=0.005)
+    assert cf.gaussian_variance_crossover("exp", 1) == pytest.approx(1.00, abs=0.005)
+    assert cf.gaussian_variance_crossover("exp", 0, "optimal") == pytest.approx(0.36, abs=0.005)
+    assert cf.gaussian_variance_crossover("exp", 1, "optimal") == pytest.approx(0.75, abs=0.005)
+    with pytest.raises(ValueError, match="do not cross"):
+        cf.gaussian_variance_crossover("quadratic", 0)
+    with pytest.raises(ValueError, match="col"):
+        cf.gaussian_variance_crossover("exp", 2)
