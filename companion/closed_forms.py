@@ -31,6 +31,12 @@ Their variances are closed forms for the quadratic and are integrated numericall
 (adaptive quadrature in float64, :func:`normal_expectation`) for the
 other two, where the closed forms exist but are long.
 
+The score function is also given with its **optimal constant baseline** (chapter 2),
+one per coordinate :math:`j`, :math:`b^\star_j = \mathbb E[f\,s_j^2]/\mathbb E[s_j^2]`
+with :math:`s_j` the score (:func:`gaussian_optimal_baseline`), so that the
+comparison with the pathwise estimator can be made at equal footing
+(``baseline="optimal"``).
+
 **Exponential problem** (chapter 4): :math:`z \sim \operatorname{Exp}(\lambda)`,
 :math:`z = -\log(u)/\lambda`, :math:`f(z) = (z - k)^2`, with the estimators
 :math:`f'(z)\,\partial z/\partial\lambda = -f'(z)\,z/\lambda` (pathwise) and
@@ -59,10 +65,13 @@ __all__ = [
     "normal_expectation",
     "gaussian_expectation",
     "gaussian_gradient",
+    "gaussian_optimal_baseline",
     "gaussian_estimator_variance",
     "gaussian_variance_standard_error",
+    "gaussian_variance_crossover",
     "exponential_expectation",
     "exponential_gradient",
+    "exponential_optimal_baseline",
     "exponential_estimator_variance",
     "exponential_variance_standard_error",
 ]
@@ -188,12 +197,28 @@ def normal_expectation(
     return float(value)
 
 
-def _gaussian_per_sample(name: str, estimator: str, k: float, mu: float, sigma: float):
-    """The two per-sample estimators (d/dmu, d/dsigma) as functions of the noise eps."""
+def _gaussian_per_sample(name: str, estimator: str, k: float, mu: float, sigma: float, b=(0.0, 0.0)):
+    """The two per-sample estimators (d/dmu, d/dsigma) as functions of the noise eps.
+
+    ``b``: the score function's constant baselines, one per coordinate.
+    """
     f, df = _f_and_df(name, k)
     if estimator == "pathwise":
         return (lambda e: df(mu + sigma * e)), (lambda e: df(mu + sigma * e) * e)
-    return (lambda e: f(mu + sigma * e) * e / sigma), (lambda e: f(mu + sigma * e) * (e**2 - 1.0) / sigma)
+    b_mu, b_sigma = b
+    return (
+        (lambda e: (f(mu + sigma * e) - b_mu) * e / sigma),
+        (lambda e: (f(mu + sigma * e) - b_sigma) * (e**2 - 1.0) / sigma),
+    )
+
+
+def _baseline(estimator: str, baseline) -> None:
+    if baseline is None:
+        return
+    if baseline != "optimal":
+        raise ValueError(f"baseline must be None or 'optimal', got {baseline!r}")
+    if estimator != "score_function":
+        raise ValueError(f"baseline='optimal' needs estimator='score_function', got estimator={estimator!r}")
 
 
 def _eps_moment(g, power: int, center: float) -> float:
@@ -252,10 +277,42 @@ def gaussian_gradient(name: str, k: float, mu: float, sigma: float) -> tuple[flo
     return -k * damp * math.sin(k * mu), -(k**2) * sigma * damp * math.cos(k * mu)
 
 
+def gaussian_optimal_baseline(name: str, k: float, mu: float = 1.0, sigma: float = 1.0) -> tuple[float, float]:
+    r"""The optimal constant baselines :math:`(b^\star_\mu, b^\star_\sigma)` of the score function.
+
+    For one coordinate :math:`j` of :math:`\theta = (\mu, \sigma)` with score
+    :math:`s_j`, the variance of :math:`(f - b)\,s_j` is
+    :math:`\operatorname{Var}[f s_j] - 2b\,\mathbb E[f s_j^2] + b^2\,\mathbb E[s_j^2]`
+    (because :math:`\mathbb E[s_j] = 0`), smallest at
+
+    .. math::
+
+        b^\star_j = \frac{\mathbb E[f(x)\,s_j(x)^2]}{\mathbb E[s_j(x)^2]}, \qquad
+        s_\mu = \frac{\varepsilon}{\sigma},\ \mathbb E[s_\mu^2] = \frac{1}{\sigma^2},\quad
+        s_\sigma = \frac{\varepsilon^2 - 1}{\sigma},\ \mathbb E[s_\sigma^2] = \frac{2}{\sigma^2}.
+
+    For :math:`f = (x - k)^2`, with :math:`c = \mu - k`, this is
+    :math:`b^\star_\mu = c^2 + 3\sigma^2` and :math:`b^\star_\sigma = c^2 + 5\sigma^2`;
+    for the other functions :math:`\mathbb E[f s_j^2]` is integrated by
+    :func:`normal_expectation`.
+    """
+    name = _name(name)
+    k, mu, sigma = _k(name, k), _real("mu", mu), _positive("sigma", sigma)
+    if name == "quadratic":
+        c = mu - k
+        return c**2 + 3.0 * sigma**2, c**2 + 5.0 * sigma**2
+    f = _f_and_df(name, k)[0]
+    b_mu = normal_expectation(lambda e: f(mu + sigma * e) * e**2, 0.0, 1.0)
+    b_sigma = normal_expectation(lambda e: f(mu + sigma * e) * (e**2 - 1.0) ** 2, 0.0, 1.0) / 2.0
+    return b_mu, b_sigma
+
+
 # --------------------------------------------------------------------------- Gaussian: variances
-def _quadratic_variance(estimator: str, c: float, s: float) -> tuple[float, float]:
+def _quadratic_variance(estimator: str, c: float, s: float, baseline=None) -> tuple[float, float]:
     if estimator == "pathwise":
         return 4.0 * s**2, 4.0 * c**2 + 8.0 * s**2
+    if baseline == "optimal":
+        return 8.0 * c**2 + 6.0 * s**2, 40.0 * c**2 + 24.0 * s**2
     return c**4 / s**2 + 14.0 * c**2 + 15.0 * s**2, 2.0 * c**4 / s**2 + 60.0 * c**2 + 74.0 * s**2
 
 
@@ -266,6 +323,7 @@ def gaussian_estimator_variance(
     mu: float = 1.0,
     sigma: float = 1.0,
     method: str = "auto",
+    baseline: str | None = None,
 ) -> tuple[float, float]:
     r"""Variance of one sample's estimate of :math:`(\partial_\mu, \partial_\sigma)\,\mathbb E[f(x)]`.
 
@@ -288,6 +346,16 @@ def gaussian_estimator_variance(
     ``method="quadrature"`` also works for the quadratic (exactly, the integrand
     being a polynomial), and ``"closed_form"`` only for the quadratic.
 
+    ``baseline="optimal"`` (score function only): each coordinate uses its own
+    optimal constant baseline :func:`gaussian_optimal_baseline`; the variance is
+    then :math:`\operatorname{Var}[f s_j] - \mathbb E[f s_j^2]^2/\mathbb E[s_j^2]`, for
+    the quadratic
+
+    .. math::
+
+        \mathbb V[\hat g_\mu] = 8c^2 + 6\sigma^2, \qquad
+        \mathbb V[\hat g_\sigma] = 40c^2 + 24\sigma^2 .
+
     Returns:
         ``(variance of the d/dmu estimate, variance of the d/dsigma estimate)``.
     """
@@ -297,10 +365,12 @@ def gaussian_estimator_variance(
         raise ValueError(f"method must be 'auto', 'closed_form' or 'quadrature', got {method!r}")
     if method == "closed_form" and name != "quadratic":
         raise ValueError(f"method='closed_form' is implemented for name='quadratic' only, got name={name!r}")
+    _baseline(estimator, baseline)
     if name == "quadratic" and method != "quadrature":
-        return _quadratic_variance(estimator, mu - k, sigma)
+        return _quadratic_variance(estimator, mu - k, sigma, baseline)
     means = gaussian_gradient(name, k, mu, sigma)
-    g_mu, g_sigma = _gaussian_per_sample(name, estimator, k, mu, sigma)
+    b = gaussian_optimal_baseline(name, k, mu, sigma) if baseline else (0.0, 0.0)
+    g_mu, g_sigma = _gaussian_per_sample(name, estimator, k, mu, sigma, b)
     return _eps_moment(g_mu, 2, means[0]), _eps_moment(g_sigma, 2, means[1])
 
 
@@ -311,6 +381,7 @@ def gaussian_variance_standard_error(
     mu: float = 1.0,
     sigma: float = 1.0,
     n_samples: int = 1,
+    baseline: str | None = None,
 ) -> tuple[float, float]:
     r"""Standard error of the sample variance of ``n_samples`` per-sample estimates.
 
@@ -324,7 +395,7 @@ def gaussian_variance_standard_error(
 
     and :math:`m_4` is integrated by :func:`normal_expectation`. This is the
     sampling error against which a measured variance is compared with
-    :func:`gaussian_estimator_variance`.
+    :func:`gaussian_estimator_variance`. ``baseline`` as there.
 
     Returns:
         ``(SE for the d/dmu estimate, SE for the d/dsigma estimate)``.
@@ -332,13 +403,54 @@ def gaussian_variance_standard_error(
     name, estimator = _name(name), _estimator(estimator)
     k, mu, sigma = _k(name, k), _real("mu", mu), _positive("sigma", sigma)
     n = check_positive_int("n_samples", n_samples)
+    _baseline(estimator, baseline)
     means = gaussian_gradient(name, k, mu, sigma)
+    b = gaussian_optimal_baseline(name, k, mu, sigma) if baseline else (0.0, 0.0)
     out = []
-    for g, m in zip(_gaussian_per_sample(name, estimator, k, mu, sigma), means):
+    for g, m in zip(_gaussian_per_sample(name, estimator, k, mu, sigma, b), means):
         v = _eps_moment(g, 2, m)
         m4 = _eps_moment(g, 4, m)
         out.append(math.sqrt(max(m4 - v * v, 0.0) / n))
     return out[0], out[1]
+
+
+def gaussian_variance_crossover(
+    name: str,
+    col: int,
+    baseline: str | None = None,
+    lo: float = 0.1,
+    hi: float = 3.0,
+    mu: float = 1.0,
+    sigma: float = 1.0,
+) -> float:
+    r"""The :math:`k \in [\text{lo}, \text{hi}]` where the score function and the pathwise estimator are equally noisy.
+
+    Solves :math:`\log \mathbb V_{\text{score}}(k) - \log \mathbb V_{\text{pathwise}}(k) = 0`
+    for the coordinate ``col`` (0: :math:`\partial_\mu`, 1: :math:`\partial_\sigma`) with
+    Brent's method (``scipy.optimize.brentq``, ``xtol`` :math:`10^{-6}`), the variances from
+    :func:`gaussian_estimator_variance` (``baseline`` applies to the score function).
+
+    Raises:
+        ValueError: if the two variances do not cross in the bracket (same sign at both ends).
+    """
+    from scipy.optimize import brentq
+
+    name = _name(name)
+    if col not in (0, 1):
+        raise ValueError(f"col must be 0 (d/dmu) or 1 (d/dsigma), got {col!r}")
+    _baseline("score_function", baseline)
+    lo, hi = _real("lo", lo), _real("hi", hi)
+    if not lo < hi:
+        raise ValueError(f"need lo < hi, got lo={lo!r}, hi={hi!r}")
+
+    def log_ratio(k: float) -> float:
+        sf = gaussian_estimator_variance(name, "score_function", k, mu, sigma, baseline=baseline)[col]
+        return math.log(sf / gaussian_estimator_variance(name, "pathwise", k, mu, sigma)[col])
+
+    a, b = log_ratio(lo), log_ratio(hi)
+    if a * b > 0:
+        raise ValueError(f"the variances of {name!r} (col={col}) do not cross for k in [{lo}, {hi}]")
+    return float(brentq(log_ratio, lo, hi, xtol=1e-6))
 
 
 # --------------------------------------------------------------------------- exponential
@@ -362,16 +474,30 @@ def _exp_moment(coefficients: np.ndarray, rate: float) -> float:
     return float(sum(c * math.factorial(n) / rate**n for n, c in enumerate(coefficients)))
 
 
-def _exponential_per_sample(estimator: str, k: float, rate: float) -> np.polynomial.Polynomial:
+def exponential_optimal_baseline(k: float, rate: float) -> float:
+    r"""The score function's optimal constant baseline for :math:`\partial_\lambda \mathbb E[(z-k)^2]`.
+
+    With the score :math:`s = 1/\lambda - z` (so :math:`\mathbb E[s^2] = \operatorname{Var} z = 1/\lambda^2`),
+    :math:`b^\star = \mathbb E[f s^2]/\mathbb E[s^2]`; expanding in :math:`\mathbb E[z^n] = n!/\lambda^n`,
+
+    .. math::
+
+        b^\star = k^2 - \frac{6k}{\lambda} + \frac{14}{\lambda^2}.
+    """
+    k, lam = _real("k", k), _positive("rate", rate)
+    return k**2 - 6.0 * k / lam + 14.0 / lam**2
+
+
+def _exponential_per_sample(estimator: str, k: float, rate: float, b: float = 0.0) -> np.polynomial.Polynomial:
     P = np.polynomial.Polynomial
     z = P([0.0, 1.0])
     f = (z - k) ** 2
     if estimator == "pathwise":
         return f.deriv() * (-z / rate)
-    return f * (1.0 / rate - z)
+    return (f - b) * (1.0 / rate - z)
 
 
-def exponential_estimator_variance(estimator: str, k: float, rate: float) -> float:
+def exponential_estimator_variance(estimator: str, k: float, rate: float, baseline: str | None = None) -> float:
     r"""Variance of one sample's estimate of :math:`\partial_\lambda \mathbb E[(z-k)^2]`, :math:`z \sim \operatorname{Exp}(\lambda)`.
 
     With :math:`z = -\log(u)/\lambda`, :math:`\partial z/\partial\lambda = -z/\lambda`, and
@@ -383,24 +509,36 @@ def exponential_estimator_variance(estimator: str, k: float, rate: float) -> flo
 
         \mathbb V_{\text{pathwise}} &= \frac{4(k^2\lambda^2 - 8k\lambda + 20)}{\lambda^6}, \\
         \mathbb V_{\text{score}} &= \frac{k^4\lambda^4 - 12k^3\lambda^3 + 80k^2\lambda^2 - 296k\lambda + 488}{\lambda^6}.
+
+    ``baseline="optimal"`` (score function only) subtracts
+    :func:`exponential_optimal_baseline`, which gives
+    :math:`\mathbb V = \bigl(16(k\lambda - 4)^2 + 36\bigr)/\lambda^6`.
     """
     estimator = _estimator(estimator)
     k, lam = _real("k", k), _positive("rate", rate)
+    _baseline(estimator, baseline)
     if estimator == "pathwise":
         return 4.0 * (k**2 * lam**2 - 8.0 * k * lam + 20.0) / lam**6
+    if baseline == "optimal":
+        return (16.0 * (k * lam - 4.0) ** 2 + 36.0) / lam**6
     return (k**4 * lam**4 - 12.0 * k**3 * lam**3 + 80.0 * k**2 * lam**2 - 296.0 * k * lam + 488.0) / lam**6
 
 
-def exponential_variance_standard_error(estimator: str, k: float, rate: float, n_samples: int = 1) -> float:
+def exponential_variance_standard_error(
+    estimator: str, k: float, rate: float, n_samples: int = 1, baseline: str | None = None
+) -> float:
     r"""Standard error :math:`\sqrt{(m_4 - v^2)/N}` of the sample variance of ``n_samples`` estimates.
 
     The fourth central moment :math:`m_4 = \mathbb E[(\hat g - \mathbb E\hat g)^4]` of
     the polynomial estimator is exact, from :math:`\mathbb E[z^n] = n!/\lambda^n`.
+    ``baseline`` as in :func:`exponential_estimator_variance`.
     """
     estimator = _estimator(estimator)
     k, rate = _real("k", k), _positive("rate", rate)
     n = check_positive_int("n_samples", n_samples)
-    g = _exponential_per_sample(estimator, k, rate)
+    _baseline(estimator, baseline)
+    b = exponential_optimal_baseline(k, rate) if baseline else 0.0
+    g = _exponential_per_sample(estimator, k, rate, b)
     mean = _exp_moment(g.coef, rate)
     v = _exp_moment(((g - mean) ** 2).coef, rate)
     m4 = _exp_moment(((g - mean) ** 4).coef, rate)

@@ -270,8 +270,13 @@ def pathwise(
                  = \Bigl(\frac{\partial g_\theta(\varepsilon_i)}{\partial \theta}\Bigr)^{\!\top}
                    \nabla_x f(x)\big|_{x = g_\theta(\varepsilon_i)} .
 
-    Unbiased when :math:`f` is differentiable (almost everywhere is not enough: a
-    step function gives :math:`\hat g_i = 0`).
+    Unbiased when differentiation and expectation commute: for almost every
+    :math:`\varepsilon`, :math:`\theta \mapsto f(g_\theta(\varepsilon))` is absolutely
+    continuous (for a differentiable :math:`g_\theta`, a Lipschitz :math:`f` suffices, so
+    kinks such as :math:`|x|` or ReLU are fine) with a derivative dominated by an
+    integrable function of :math:`\varepsilon`. A *jump* breaks it silently: for a step,
+    an ``argmax`` or rounding, :math:`f' = 0` almost everywhere and every
+    :math:`\hat g_i = 0`, whatever the true gradient.
 
     Forward-mode differentiation (``torch.func.jacfwd``, one pass per parameter)
     computes every sample's gradient at once; for samplers without forward-mode

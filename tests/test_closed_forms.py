@@ -181,3 +181,151 @@ def test_bad_arguments():
         cf.gaussian_expectation("quadratic", 1.0, float("nan"), 1.0)
     with pytest.raises(TypeError, match="h must be callable"):
         cf.normal_expectation(3.0)
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("k", [0.5, 2.0])
+def test_optimal_baseline_minimises_the_variance(name, k):
+    """b*_j = E[f s_j^2]/E[s_j^2] is the minimum of the parabola Var[(f - b) s_j] in b.
+
+    Var[(f - b) s] = Var[f s] - 2b E[f s^2] + b^2 E[s^2] (E s = 0), so moving b by
+    +-0.3 from b* must raise the variance by exactly 0.09 E[s_j^2], with
+    E[s_mu^2] = 1/sigma^2 and E[s_sigma^2] = 2/sigma^2. Checked by quadrature of the
+    per-sample estimator at the shifted baselines.
+    """
+    mu, sigma = 0.7, 1.3
+    b = cf.gaussian_optimal_baseline(name, k, mu, sigma)
+    v_opt = cf.gaussian_estimator_variance(name, "score_function", k, mu, sigma, method="quadrature", baseline="optimal")
+    means = cf.gaussian_gradient(name, k, mu, sigma)
+    e_s2 = (1 / sigma**2, 2 / sigma**2)
+    for d in (-0.3, 0.3):
+        shifted = (b[0] + d, b[1] + d)
+        for j, g in enumerate(cf._gaussian_per_sample(name, "score_function", k, mu, sigma, shifted)):
+            v = cf._eps_moment(g, 2, means[j])
+            assert v == pytest.approx(v_opt[j] + d**2 * e_s2[j], rel=1e-8, abs=1e-12)
+
+
+@pytest.mark.parametrize("k", [-2.0, 0.0, 1.0, 3.0])
+@pytest.mark.parametrize("mu,sigma", [(1.0, 1.0), (0.3, 2.0)])
+def test_quadratic_optimal_baseline_closed_form(k, mu, sigma):
+    """Closed forms of the score function with b* for (x-k)^2 equal their integrals.
+
+    Derivation (c = mu - k, x = mu + s eps): E[f eps^2] = E[(c + s eps)^2 eps^2] =
+    c^2 + 3s^2, so b*_mu = c^2 + 3s^2; E[f (eps^2-1)^2] = c^2 (3 - 2 + 1) + s^2 (15 - 6 + 1)
+    = 2c^2 + 10 s^2 and E[(eps^2-1)^2] = 2, so b*_sigma = c^2 + 5 s^2. The minimal
+    variance is Var[f s] - E[f s^2]^2/E[s^2]:
+    mu: c^4/s^2 + 14c^2 + 15s^2 - (c^2 + 3s^2)^2/s^2 = 8c^2 + 6s^2;
+    sigma: 2c^4/s^2 + 60c^2 + 74s^2 - (2c^2 + 10s^2)^2/(2s^2) = 40c^2 + 24s^2.
+    """
+    c = mu - k
+    b = cf.gaussian_optimal_baseline("quadratic", k, mu, sigma)
+    assert b == pytest.approx((c**2 + 3 * sigma**2, c**2 + 5 * sigma**2))
+    f = cf._f_and_df("quadratic", k)[0]
+    b_quad = (cf.normal_expectation(lambda e: f(mu + sigma * e) * e**2),
+              cf.normal_expectation(lambda e: f(mu + sigma * e) * (e**2 - 1) ** 2) / 2)
+    assert b == pytest.approx(b_quad, rel=1e-9)
+    closed = cf.gaussian_estimator_variance("quadratic", "score_function", k, mu, sigma, baseline="optimal")
+    quad = cf.gaussian_estimator_variance("quadratic", "score_function", k, mu, sigma, method="quadrature",
+                                          baseline="optimal")
+    assert closed == pytest.approx((8 * c**2 + 6 * sigma**2, 40 * c**2 + 24 * sigma**2), rel=1e-12)
+    assert closed == pytest.approx(quad, rel=1e-9)
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("k", [0.5, 2.0])
+def test_optimal_baseline_monte_carlo(name, k, seed):
+    """score_function(baseline=b*_j) has the closed-form mean and variance, coordinate by coordinate.
+
+    The library applies one scalar baseline to every coordinate, so each coordinate j
+    is measured in its own call with b*_j. N = 40000 seeded samples; the mean within
+    5 standard errors sqrt(V/N), the sample variance within 5 standard errors
+    sqrt((m4 - V^2)/N) of the closed form (m4 by quadrature).
+    """
+    n = 40_000
+    params = torch.tensor([1.0, 1.0], dtype=torch.float64)
+    b = cf.gaussian_optimal_baseline(name, k)
+    mean = cf.gaussian_gradient(name, k, 1.0, 1.0)
+    var = cf.gaussian_estimator_variance(name, "score_function", k, baseline="optimal")
+    se_var = cf.gaussian_variance_standard_error(name, "score_function", k, n_samples=n, baseline="optimal")
+    for j in range(2):
+        g = score_function(cf.test_function(name, k), lambda p: Normal(p[0], p[1]), params, n, baseline=b[j])[:, j]
+        assert abs(g.mean().item() - mean[j]) < 5 * math.sqrt(var[j] / n)
+        assert abs(g.var().item() - var[j]) < 5 * se_var[j]
+
+
+def test_optimal_baseline_bad_arguments():
+    with pytest.raises(ValueError, match="baseline"):
+        cf.gaussian_estimator_variance("exp", "score_function", 1.0, baseline="loo")
+    with pytest.raises(ValueError, match="estimator='score_function'"):
+        cf.gaussian_estimator_variance("exp", "pathwise", 1.0, baseline="optimal")
+    with pytest.raises(ValueError, match="baseline"):
+        cf.gaussian_variance_standard_error("cos", "score_function", 1.0, baseline="best")
+    with pytest.raises(ValueError, match="sigma"):
+        cf.gaussian_optimal_baseline("cos", 1.0, 0.0, 0.0)
+
+
+@pytest.mark.parametrize("k,lam", [(0.0, 1.0), (1.5, 2.0), (4.0, 0.8)])
+def test_exponential_optimal_baseline(k, lam):
+    """Score function with b* for z ~ Exp(l), f = (z-k)^2.
+
+    s = 1/l - z, E s^2 = 1/l^2. E[f s^2] by quadrature over the density l e^{-lz}
+    gives b* = k^2 - 6k/l + 14/l^2; the variance Var[(f - b*) s], also by quadrature,
+    is (16 (k l - 4)^2 + 36)/l^6. Both are checked, and b* beats b* +- 0.5.
+    """
+    from scipy import integrate
+
+    def expect(h):
+        return integrate.quad(lambda z: h(z) * lam * math.exp(-lam * z), 0, math.inf, epsabs=0, epsrel=1e-12)[0]
+
+    b = cf.exponential_optimal_baseline(k, lam)
+    assert b == pytest.approx(expect(lambda z: (z - k) ** 2 * (1 / lam - z) ** 2) * lam**2, rel=1e-9)
+    mean = cf.exponential_gradient(k, lam)
+
+    def var(bb):
+        return expect(lambda z: (((z - k) ** 2 - bb) * (1 / lam - z) - mean) ** 2)
+
+    v = cf.exponential_estimator_variance("score_function", k, lam, baseline="optimal")
+    assert v == pytest.approx(var(b), rel=1e-9)
+    assert v < var(b + 0.5) and v < var(b - 0.5)
+
+
+def test_exponential_optimal_baseline_monte_carlo(seed):
+    """score_function(baseline=b*) on Exp(l): mean and variance within 5 standard errors (N = 40000)."""
+    k, lam, n = 2.0, 1.0, 40_000
+    b = cf.exponential_optimal_baseline(k, lam)
+    est = score_function(lambda z: (z - k) ** 2, lambda p: Exponential(p), torch.tensor(lam, dtype=torch.float64),
+                         n, baseline=b)
+    var = cf.exponential_estimator_variance("score_function", k, lam, baseline="optimal")
+    se = cf.exponential_variance_standard_error("score_function", k, lam, n_samples=n, baseline="optimal")
+    assert abs(est.mean().item() - cf.exponential_gradient(k, lam)) < 5 * math.sqrt(var / n)
+    assert abs(est.var().item() - var) < 5 * se
+    with pytest.raises(ValueError, match="baseline"):
+        cf.exponential_estimator_variance("pathwise", k, lam, baseline="optimal")
+
+
+@pytest.mark.parametrize("name", ["exp", "cos"])
+@pytest.mark.parametrize("col", [0, 1])
+@pytest.mark.parametrize("baseline", [None, "optimal"])
+def test_variance_crossover_is_where_the_variances_meet(name, col, baseline):
+    """At the crossover the two exact variances are equal; just below, the score function is
+    the noisier (for these f the pathwise estimate f' grows with k while f stays bounded)."""
+    k = cf.gaussian_variance_crossover(name, col, baseline)
+    sf = cf.gaussian_estimator_variance(name, "score_function", k, baseline=baseline)[col]
+    pw = cf.gaussian_estimator_variance(name, "pathwise", k)[col]
+    assert sf == pytest.approx(pw, rel=1e-5)
+    k_lo = k - 0.05
+    assert (cf.gaussian_estimator_variance(name, "score_function", k_lo, baseline=baseline)[col]
+            > cf.gaussian_estimator_variance(name, "pathwise", k_lo)[col])
+
+
+def test_variance_crossover_values_and_errors():
+    """Independent quadrature (issue 11) put the exp(-k x^2) crossovers at k = 0.87 / 1.00 without
+    a baseline and 0.36 / 0.75 with b*; the quadratic never crosses."""
+    assert cf.gaussian_variance_crossover("exp", 0) == pytest.approx(0.87, abs=0.005)
+    assert cf.gaussian_variance_crossover("exp", 1) == pytest.approx(1.00, abs=0.005)
+    assert cf.gaussian_variance_crossover("exp", 0, "optimal") == pytest.approx(0.36, abs=0.005)
+    assert cf.gaussian_variance_crossover("exp", 1, "optimal") == pytest.approx(0.75, abs=0.005)
+    with pytest.raises(ValueError, match="do not cross"):
+        cf.gaussian_variance_crossover("quadratic", 0)
+    with pytest.raises(ValueError, match="col"):
+        cf.gaussian_variance_crossover("exp", 2)
