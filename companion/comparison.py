@@ -522,15 +522,25 @@ def format_table(results: list[Measurement]) -> str:
     return "\n".join(lines)
 
 
-def format_mse_table(results: list[Measurement], problem: str, batch_sizes=(1, 10, 100, 1000)) -> str:
+def format_mse_table(results: list[Measurement], problem: str, batch_sizes=(1, 10, 100, 1000),
+                     replace: dict[str, list[float]] | None = None) -> str:
     r"""Relative mean squared error :math:`\operatorname{MSE}(n) / \lVert\nabla L\rVert^2` of
-    each applicable estimator on ``problem`` at each batch size, with its rank in brackets."""
+    each applicable estimator on ``problem`` at each batch size, with its rank in brackets.
+
+    ``replace`` maps an estimator to its measured MSEs (absolute, one per batch size), for
+    an estimator whose batch is not :math:`n` independent draws (the LOO baseline computed
+    inside the batch, :func:`companion.experiments.gumbel_batches.loo_batch_mse`).
+    """
     rows = [m for m in results if m.problem == problem and m.applicable]
     if not rows:
         raise ValueError(f"no applicable measurement for problem {problem!r} in results")
     sizes = [check_positive_int("batch_sizes", b) for b in batch_sizes]
     norm2 = rows[0].stats.exact_norm ** 2
     table = {m.estimator: [m.mse(b) / norm2 for b in sizes] for m in rows}
+    for est, values in (replace or {}).items():
+        if est not in table or len(values) != len(sizes):
+            raise ValueError(f"replace[{est!r}] must name an applicable estimator and give {len(sizes)} values")
+        table[est] = [float(v) / norm2 for v in values]
     ranks = {}
     for j in range(len(sizes)):
         order = sorted(table, key=lambda e: table[e][j])
