@@ -566,16 +566,18 @@ def seed_ratio(results: list[Measurement], problem: str, numerator: str, denomin
 
 
 def format_time_table(results: list[Measurement], relative_rmse: float = 0.1) -> str:
-    """Time per sample and :func:`time_to_accuracy` of every applicable measurement (``never``
-    where the bias alone exceeds the target), each a number and a unit."""
-    head = f"{'problem':11s} {'est.':6s} {'per sample':>11s}   time to {100 * relative_rmse:g}% RMSE"
+    """:func:`time_to_accuracy` and time per sample of every applicable measurement (``never``
+    where the bias alone exceeds the target), each a number and a unit, last on the line
+    and unpadded so that the book's sanitizer can mask them."""
+    head = f"{'problem':11s} {'est.':6s} time to {100 * relative_rmse:g}% RMSE, time per sample"
     lines = [head, "-" * len(head)]
     for m in results:
         if not m.applicable:
             continue
         t = time_to_accuracy(m, relative_rmse)
         shown = "never (bias)" if math.isinf(t) else format_time(t)
-        lines.append(f"{m.problem:11s} {SHORT_NAMES[m.estimator]:6s} {format_time(m.time_per_sample):>11s}   {shown}")
+        # times last and unpadded: the sanitizer masks them, and their width cannot shift the line
+        lines.append(f"{m.problem:11s} {SHORT_NAMES[m.estimator]:6s} {shown}, {format_time(m.time_per_sample)}")
     return "\n".join(lines)
 
 
