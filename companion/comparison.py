@@ -162,7 +162,7 @@ class Measurement:
         known_biased: biased by construction (a relaxation differentiates the relaxed
             objective, pathwise on a step function sees :math:`f' = 0`), whatever the
             samples show.
-        stats: the pooled :class:`companion.stats.BiasEstimate` over all seeds' samples
+        stats: the pooled ``companion.stats.BiasEstimate`` over all seeds' samples
             (bias with the noise floor removed, its standard error, variance).
         seed_variances: :math:`\operatorname{tr} S` of each seed's samples.
         seed_bias_sq: each seed's noise-floor-removed squared bias.
@@ -220,7 +220,7 @@ class Measurement:
 
     @property
     def resolved(self) -> bool:
-        """Whether the samples resolve a bias: squared bias above 5 of its standard errors."""
+        """True when the samples resolve a bias (squared bias above 5 of its standard errors)."""
         return self.stats is not None and self.stats.resolved(5.0)
 
     @property
@@ -407,7 +407,7 @@ def measure(problem: Problem, estimator: str, n_samples: int = 100_000, *, seeds
     For each seed, ``torch.manual_seed(seed)`` and ``n_samples`` per-sample estimates;
     the per-seed variance and squared bias give the seed-to-seed spread, the pooled
     samples (``len(seeds) * n_samples``) give the bias and variance reported
-    (:func:`companion.stats.bias_estimate`). Then :func:`time_per_sample` on
+    (``companion.stats.bias_estimate``). Then :func:`time_per_sample` on
     ``time_samples``. An inapplicable combination gives NaNs and the reason.
     """
     problem, estimator = _check_problem(problem), _check_estimator(estimator)
@@ -529,7 +529,7 @@ def format_mse_table(results: list[Measurement], problem: str, batch_sizes=(1, 1
 
     ``replace`` maps an estimator to its measured MSEs (absolute, one per batch size), for
     an estimator whose batch is not :math:`n` independent draws (the LOO baseline computed
-    inside the batch, :func:`companion.experiments.gumbel_batches.loo_batch_mse`).
+    inside the batch, ``companion.experiments.gumbel_batches.loo_batch_mse``).
     """
     rows = [m for m in results if m.problem == problem and m.applicable]
     if not rows:
