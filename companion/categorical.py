@@ -31,6 +31,7 @@ device.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Callable
 
@@ -48,6 +49,7 @@ __all__ = [
     "objective",
     "exact_gradient",
     "inverse_cdf_category",
+    "concrete_log_prob",
     "reinforce",
     "relaxed",
     "straight_through",
@@ -186,6 +188,47 @@ def inverse_cdf_category(logits: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
     cdf = torch.cumsum(torch.softmax(logits.detach(), -1), -1)[:-1]
     u = u.to(device=logits.device, dtype=logits.dtype)
     return (u.unsqueeze(-1) > cdf).sum(-1)
+
+
+def concrete_log_prob(logits: torch.Tensor, temperature, y: torch.Tensor) -> torch.Tensor:
+    r"""Log-density of the Concrete (Gumbel-softmax) distribution (Maddison et al., 2017).
+
+    For :math:`y = \operatorname{softmax}((\theta + g)/\tau)` with :math:`K` categories and
+    :math:`\alpha = e^{\theta}`, the density of :math:`(y_1, \dots, y_{K-1})` on the
+    simplex (Lebesgue measure; :math:`y_K = 1 - \sum_{k<K} y_k`) is
+
+    .. math::
+
+        p_{\theta,\tau}(y) = (K-1)!\, \tau^{K-1} \prod_{k=1}^K
+        \frac{\alpha_k\, y_k^{-\tau-1}}{\sum_{i=1}^K \alpha_i\, y_i^{-\tau}} ,
+
+    computed in log space (a log-sum-exp for the denominator). It equals
+    ``torch.distributions.RelaxedOneHotCategorical(tau, logits=theta).log_prob(y)``.
+
+    Args:
+        logits: :math:`\theta`, shape ``(K,)``.
+        temperature: :math:`\tau > 0`, a scalar.
+        y: points of the open simplex, shape ``(..., K)``, entries in :math:`(0, 1)`.
+
+    Returns:
+        :math:`\log p_{\theta,\tau}(y)`, shape ``y.shape[:-1]``.
+    """
+    logits = _check_logits(logits)
+    tau = _check_temperature(temperature, logits)
+    y = check_finite("y", check_tensor("y", y))
+    if y.shape[-1:] != logits.shape:
+        raise ValueError(f"y must have last dimension K = {logits.shape[0]}, got shape {tuple(y.shape)}")
+    if bool(((y <= 0) | (y >= 1)).any()):
+        raise ValueError("y must lie in the open simplex: every entry in (0, 1)")
+    k = logits.shape[0]
+    log_y = y.log()
+    log_alpha = logits.to(y) - torch.logsumexp(logits.to(y), -1)  # normalising alpha cancels
+    tau = tau.to(y)
+    return (
+        math.lgamma(k) + (k - 1) * tau.log()
+        + (log_alpha - (tau + 1) * log_y).sum(-1)
+        - k * torch.logsumexp(log_alpha - tau * log_y, -1)
+    )
 
 
 # ----------------------------------------------------------------------------- estimators

@@ -17,7 +17,7 @@ from scipy.stats import norm
 
 from companion import closed_forms, comparison
 
-N = 20_000
+N = 20_000  # per seed
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
@@ -60,9 +60,9 @@ def test_unbiased_estimators_have_no_significant_bias(problems, key, estimator):
     ok, _ = comparison.applicability(p, estimator)
     if not ok or (estimator == "pathwise" and not p.f_differentiable):
         pytest.skip("not an unbiased estimator on this problem")
-    m = comparison.measure(p, estimator, N, repeats=1, seed=1)
+    m = comparison.measure(p, estimator, N, repeats=1, seeds=[1], time_samples=100)
     assert m.applicable
-    assert m.bias < 5 * m.bias_se, (m.bias, m.bias_se)
+    assert m.bias_sq < 5 * m.bias_sq_se, (m.bias_sq, m.bias_sq_se)
     assert not m.biased
 
 
@@ -77,7 +77,7 @@ def test_gaussian_variance_matches_closed_form(problems, key, estimator):
     name = "pathwise" if estimator == "pathwise" else "score_function"
     exact = sum(closed_forms.gaussian_estimator_variance(key, name, k, 1.0, 1.0))
     se = sum(closed_forms.gaussian_variance_standard_error(key, name, k, 1.0, 1.0, n_samples=N))
-    m = comparison.measure(problems[key], estimator, N, repeats=1, seed=2)
+    m = comparison.measure(problems[key], estimator, N, repeats=1, seeds=[2], time_samples=100)
     assert m.variance == pytest.approx(exact, abs=5 * se)
 
 
@@ -89,7 +89,7 @@ def test_exponential_variance_matches_closed_form(problems, estimator):
     name = "pathwise" if estimator == "pathwise" else "score_function"
     exact = closed_forms.exponential_estimator_variance(name, 1.0, 1.0)
     se = closed_forms.exponential_variance_standard_error(name, 1.0, 1.0, n_samples=N)
-    m = comparison.measure(problems["exponential"], estimator, N, repeats=1, seed=3)
+    m = comparison.measure(problems["exponential"], estimator, N, repeats=1, seeds=[3], time_samples=100)
     assert m.variance == pytest.approx(exact, abs=5 * se)
 
 
@@ -99,9 +99,11 @@ def test_pathwise_on_a_step_function_is_zero_and_biased(problems):
     p = problems["step"]
     est = comparison.estimate(p, "pathwise", 1000)
     assert torch.count_nonzero(est) == 0
-    m = comparison.measure(p, "pathwise", 1000, repeats=1)
+    m = comparison.measure(p, "pathwise", 1000, repeats=1, seeds=[0, 1], time_samples=100)
     assert m.bias == pytest.approx(float(p.exact.norm()), rel=1e-12)
-    assert m.variance == 0.0 and m.biased
+    assert m.variance == 0.0 and m.biased and m.known_biased
+    assert m.seed_variances == (0.0, 0.0)
+    assert math.isinf(comparison.time_to_accuracy(m, 0.5))
 
 
 @pytest.mark.parametrize("estimator", ["Gumbel-softmax τ=1", "straight-through τ=1"])
@@ -109,17 +111,17 @@ def test_relaxations_are_detectably_biased_at_temperature_one(problems, estimato
     """At tau = 1 both estimate the gradient of the relaxed objective E[h(softmax((theta+g)/tau))],
     not of sum_k p_k h(e_k): h = |y - t|^2 is not linear, so the bias is well above 5 standard
     errors with N samples (a wrong exact gradient or an unbiased estimator would fail this)."""
-    m = comparison.measure(problems["categorical"], estimator, N, repeats=1, seed=4)
-    assert m.applicable and m.biased
-    assert m.bias > 5 * m.bias_se
+    m = comparison.measure(problems["categorical"], estimator, N, repeats=1, seeds=[4], time_samples=100)
+    assert m.applicable and m.biased and m.known_biased
+    assert m.resolved and m.bias_sq > 5 * m.bias_sq_se
 
 
 def test_lower_temperature_trades_bias_for_variance(problems):
     """The relaxed gradient's variance grows like 1/tau^2 as tau -> 0 (the softmax Jacobian
     carries 1/tau), so at tau = 0.1 it is much larger than at tau = 1."""
     p = problems["categorical"]
-    cold = comparison.measure(p, "Gumbel-softmax τ=0.1", N, repeats=1, seed=5)
-    warm = comparison.measure(p, "Gumbel-softmax τ=1", N, repeats=1, seed=5)
+    cold = comparison.measure(p, "Gumbel-softmax τ=0.1", N, repeats=1, seeds=[5], time_samples=100)
+    warm = comparison.measure(p, "Gumbel-softmax τ=1", N, repeats=1, seeds=[5], time_samples=100)
     assert cold.variance > 5 * warm.variance
 
 
@@ -135,14 +137,55 @@ def test_inapplicable_combinations(problems):
 
 
 def test_measurement_fields(problems):
-    m = comparison.measure(problems["quadratic"], "pathwise", 500, repeats=2)
+    m = comparison.measure(problems["quadratic"], "pathwise", 500, repeats=2, seeds=[0, 1, 2], time_samples=200)
     assert m.time_per_sample > 0 and math.isfinite(m.time_per_sample)
     assert m.variance_time == pytest.approx(m.variance * m.time_per_sample, rel=1e-12)
-    assert m.n_samples == 500
+    assert m.n_samples == 500 and m.n_seeds == 3 and len(m.seed_variances) == 3
+    assert m.stats.n_samples == 1500
+    assert m.mse(10) == pytest.approx(max(m.bias_sq, 0) + m.variance / 10)
+
+
+def test_time_to_accuracy_is_a_time():
+    r"""T = tr Sigma * t / (eps^2 - bias^2), eps = r |grad|: for an unbiased estimator with
+    variance v, N = v / eps^2 samples reach the target, N * t seconds."""
+    p = comparison.problems()[0]
+    m = comparison.measure(p, "pathwise", 1000, repeats=1, seeds=[0], time_samples=100)
+    eps2 = (0.1 * float(p.exact.norm())) ** 2
+    expected = m.variance * m.time_per_sample / (eps2 - max(m.bias_sq, 0))
+    assert comparison.time_to_accuracy(m, 0.1) == pytest.approx(expected)
+    with pytest.raises(ValueError, match="relative_rmse"):
+        comparison.time_to_accuracy(m, 0)
+
+
+def test_mse_table_and_seed_ratio():
+    results = comparison.compare_all(n_samples=200, repeats=1, seeds=[0, 1], time_samples=50)
+    text = comparison.format_mse_table(results, "categorical", (1, 100))
+    assert len(text.splitlines()) == 2 + 7 and max(len(x) for x in text.splitlines()) <= 76
+    ratio, lo, hi = comparison.seed_ratio(results, "quadratic", "score function", "pathwise")
+    assert lo <= ratio * 1.5 and hi >= ratio / 1.5 and lo <= hi
+    with pytest.raises(ValueError, match="both apply"):
+        comparison.seed_ratio(results, "categorical", "pathwise", "score function")
+    times = comparison.format_time_table(results)
+    assert "never (bias)" in times
+
+
+def test_variance_replications_spread_matches_the_fourth_moment():
+    r"""The replications' sample variances have mean tr Sigma (the sample variance is
+    unbiased) and, for the well-behaved pathwise quadratic, a spread that matches the
+    closed-form standard error sqrt((m4 - v^2)/N) summed over the two coordinates
+    (an upper bound on the sum's, so the measured spread must not exceed it by much)."""
+    p = comparison.problems()[0]
+    reps = comparison.variance_replications(p, "pathwise", 2000, 300, seed=0)
+    exact = sum(closed_forms.gaussian_estimator_variance("quadratic", "pathwise", 2.0, 1.0, 1.0))
+    se = sum(closed_forms.gaussian_variance_standard_error("quadratic", "pathwise", 2.0, 1.0, 1.0,
+                                                              n_samples=2000))
+    assert reps.shape == (300,)
+    assert abs(float(reps.mean()) - exact) < 5 * float(reps.std()) / math.sqrt(300)
+    assert float(reps.std()) < 1.3 * se
 
 
 def test_compare_all_order_and_table():
-    results = comparison.compare_all(n_samples=50, repeats=1)
+    results = comparison.compare_all(n_samples=50, repeats=1, seeds=[0], time_samples=50)
     keys = [p.key for p in comparison.problems()]
     assert [(m.problem, m.estimator) for m in results] == [(k, e) for k in keys for e in comparison.ESTIMATORS]
     text = comparison.format_table(results)
@@ -177,13 +220,19 @@ def test_bad_input(problems):
         comparison.step_gradient("a", 1.0)
     with pytest.raises(TypeError, match="results"):
         comparison.format_table([1])
+    with pytest.raises(TypeError, match="seeds"):
+        comparison.measure(p, "pathwise", 100, seeds=5)
+    with pytest.raises(ValueError, match="seeds"):
+        comparison.measure(p, "pathwise", 100, seeds=[])
+    with pytest.raises(ValueError, match="unknown problems"):
+        comparison.compare_all({"nope": 10})
 
 
 def test_tables_fit_the_book_column():
     """The book shows about 80 characters of code output; both tables must fit."""
-    results = comparison.compare_all(n_samples=50, repeats=1)
+    results = comparison.compare_all(n_samples=50, repeats=1, seeds=[0], time_samples=50)
     table = comparison.format_table([m for m in results if m.applicable])
-    assert max(len(line) for line in table.splitlines()) <= 80
+    assert max(len(line) for line in table.splitlines()) <= 76
     matrix = comparison.format_applicability(comparison.problems())
     lines = matrix.splitlines()
     assert len(lines) == 1 + len(comparison.problems())
@@ -192,7 +241,7 @@ def test_tables_fit_the_book_column():
 
 
 def test_variance_checks_rows():
-    results = comparison.compare_all(n_samples=200, repeats=1)
+    results = comparison.compare_all(n_samples=200, repeats=1, seeds=[0], time_samples=50)
     rows = comparison.variance_checks(results)
     assert [(r[0], r[1]) for r in rows] == [
         (k, e) for k in ("quadratic", "exp", "cos", "exponential") for e in ("score function", "pathwise")
