@@ -268,6 +268,38 @@ def bench_efficiency(device: torch.device, n: int) -> None:
                          "note": m.reason})
 
 
+def bench_vae_seeds(device: torch.device, rounds: int, k: int = 5) -> None:
+    """Chapter 9's seeds: k VAEs trained as one stacked computation vs one ordinary run.
+
+    One "run" is one epoch of ``companion.vae.train_vae`` over 1024 digits (8 Adam steps
+    of 128 images, 4 latent samples each); the vectorised case trains ``k`` models, each
+    with its own minibatches and noise, in one ``companion.experiments.vae_seeds`` stack.
+    Goal: all k in at most twice the time of one (k sequential runs take k times one).
+    """
+    from companion import vae
+    from companion.data import load_binary_digits
+    from companion.experiments import vae_seeds
+
+    x = load_binary_digits().x_train[:1024].to(device)
+    header(f"VAE seeds on {device}: {k} models stacked (companion.experiments.vae_seeds) vs one train_vae run")
+    for make, est, src in [(vae.CategoricalVAE, "gumbel-softmax", "gumbel_softmax"),
+                           (vae.GaussianVAE, "pathwise", "pathwise")]:
+        models = [make().to(device) for _ in range(k)]
+
+        def one():
+            vae.train_vae(models[0], x, est, n_epochs=1, batch_size=128, n_samples=4, lr=1e-3)
+
+        def stacked():
+            params = vae_seeds.stack_models(models)
+            vae_seeds.train_stacked(params, x, src, n_epochs=1, batch_size=128, n_samples=4, lr=1e-3,
+                                    eval_every=10)
+
+        t = interleaved({"stacked": stacked, "one": one}, device, max(3, rounds // 2))
+        record("vae_seeds", f"{make.__name__} {src}: {k} seeds stacked", k, device, t["stacked"], t["one"],
+               "one train_vae run", "<= 2.0", t["ratio"] <= 2.0, ratio=t["ratio"],
+               note=f"{k} sequential runs would take {k}x one: stacked is {k / t['ratio']:.1f}x faster")
+
+
 def bench_book(rounds_note: str = "") -> None:
     """Each notebook executed in a fresh kernel (on a copy in a temp dir), and a full build."""
     import nbformat
@@ -417,6 +449,7 @@ def main(argv: list[str] | None = None) -> int:
             bench_gumbel(device, sizes, rounds)
             bench_reparam(device, sizes, rounds)
             bench_estimators(device, n_est, rounds, loop_n)
+            bench_vae_seeds(device, rounds)
             if args.efficiency:
                 bench_efficiency(device, 10**4 if args.quick else 10**5)
     if args.book or args.only_book:

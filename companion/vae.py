@@ -58,6 +58,8 @@ __all__ = [
     "gaussian_elbo",
     "categorical_elbo_exact",
     "categorical_log_marginal",
+    "categorical_exact_loss",
+    "exact_encoder_gradient",
     "encoder_gradients",
     "paired_difference",
     "mean_agreement",
@@ -370,6 +372,37 @@ def _check_chunk(chunk) -> int:
     return check_positive_int("chunk", chunk)
 
 
+def _check_q_logits(model: CategoricalVAE, x: torch.Tensor, q_logits) -> torch.Tensor:
+    if q_logits is None:
+        return model.encode(x)
+    q_logits = check_finite("q_logits", check_tensor("q_logits", q_logits)).to(x.device)
+    expected = (x.shape[0], model.n_latents, model.n_categories)
+    if tuple(q_logits.shape) != expected:
+        raise ValueError(f"q_logits must have shape {expected}, got {tuple(q_logits.shape)}")
+    return q_logits
+
+
+def _exact_elbo(model: CategoricalVAE, x: torch.Tensor, q_logits: torch.Tensor, chunk: int) -> torch.Tensor:
+    """The enumerated ELBO of each image, differentiable (no argument checks)."""
+    log_q = torch.log_softmax(q_logits, dim=-1)
+    out = []
+    for i, (ll, codes, xb) in enumerate(_enumerate(model, x, chunk)):
+        lq = log_q[i * chunk : i * chunk + xb.shape[0]]  # (b, L, K)
+        # log q(code | x) = sum_l log q_l(code_l | x): gather each latent's category.
+        idx = codes.T[None].expand(lq.shape[0], -1, -1)  # (b, L, n_codes)
+        log_q_codes = lq.gather(-1, idx).sum(1).T  # (n_codes, b)
+        out.append((log_q_codes.exp() * ll).sum(0))
+    return torch.cat(out) - categorical_kl(q_logits)
+
+
+def _check_exact_args(model, x, chunk):
+    if not isinstance(model, CategoricalVAE):
+        raise TypeError(f"model must be a CategoricalVAE, got {type(model).__name__}")
+    chunk = _check_chunk(chunk)
+    x = _check_binary("x", _check_images("x", x, model.n_pixels)).to(_device(model))
+    return x, chunk
+
+
 @torch.no_grad()
 def categorical_elbo_exact(
     model: CategoricalVAE, x: torch.Tensor, q_logits: torch.Tensor | None = None, chunk: int = 128
@@ -390,27 +423,53 @@ def categorical_elbo_exact(
         q_logits: logits ``(batch, n_latents, n_categories)`` of another factorized
             :math:`q`; default the encoder's.
         chunk: images per enumeration pass (memory ``n_codes * chunk * n_pixels``).
+
+    Computed without gradients; :func:`categorical_exact_loss` is the same sum with them.
     """
-    if not isinstance(model, CategoricalVAE):
-        raise TypeError(f"model must be a CategoricalVAE, got {type(model).__name__}")
-    chunk = _check_chunk(chunk)
-    x = _check_binary("x", _check_images("x", x, model.n_pixels)).to(_device(model))
-    if q_logits is None:
-        q_logits = model.encode(x)
-    else:
-        q_logits = check_finite("q_logits", check_tensor("q_logits", q_logits)).to(x.device)
-        expected = (x.shape[0], model.n_latents, model.n_categories)
-        if tuple(q_logits.shape) != expected:
-            raise ValueError(f"q_logits must have shape {expected}, got {tuple(q_logits.shape)}")
-    log_q = torch.log_softmax(q_logits, dim=-1)
-    out = []
-    for i, (ll, codes, xb) in enumerate(_enumerate(model, x, chunk)):
-        lq = log_q[i * chunk : i * chunk + xb.shape[0]]  # (b, L, K)
-        # log q(code | x) = sum_l log q_l(code_l | x): gather each latent's category.
-        idx = codes.T[None].expand(lq.shape[0], -1, -1)  # (b, L, n_codes)
-        log_q_codes = lq.gather(-1, idx).sum(1).T  # (n_codes, b)
-        out.append((log_q_codes.exp() * ll).sum(0))
-    return torch.cat(out) - categorical_kl(q_logits)
+    x, chunk = _check_exact_args(model, x, chunk)
+    return _exact_elbo(model, x, _check_q_logits(model, x, q_logits), chunk)
+
+
+def categorical_exact_loss(model: CategoricalVAE, x: torch.Tensor, chunk: int = 128) -> torch.Tensor:
+    r"""Minus the batch mean of the exact ELBO, with its autograd graph: the exact gradient's loss.
+
+    .. math::
+
+        \ell(\theta, \phi) = -\frac1B \sum_{i=1}^B \mathcal L(x_i), \qquad
+        \mathcal L(x) = \sum_{z} q_\phi(z \mid x) \log p_\theta(x \mid z)
+          - \mathrm{KL}(q_\phi(z \mid x) \,\|\, p(z)).
+
+    Every term is a finite sum over the :math:`K^L` codes of differentiable functions of
+    :math:`\theta` and :math:`\phi`, so ``loss.backward()`` gives the exact gradient
+    :math:`-\nabla \frac1B\sum_i \mathcal L(x_i)` in both the decoder and the encoder,
+    with no sampling at all. Its value is the same as
+    ``-categorical_elbo_exact(model, x).mean()``, and its gradient is what every gradient
+    estimator of :func:`elbo_surrogate` (same ``x``) tries to estimate.
+    """
+    x, chunk = _check_exact_args(model, x, chunk)
+    return -_exact_elbo(model, x, model.encode(x), chunk).mean()
+
+
+def exact_encoder_gradient(model: CategoricalVAE, x: torch.Tensor, chunk: int = 128) -> torch.Tensor:
+    r"""The exact encoder gradient of :func:`categorical_exact_loss`, flattened like :func:`encoder_gradients`' rows.
+
+    .. math::
+
+        g = \nabla_\phi \Bigl(-\frac1B \sum_i \mathcal L(x_i)\Bigr)
+          = -\frac1B \sum_i \Bigl[\sum_z \log p_\theta(x_i \mid z)\,
+            \nabla_\phi q_\phi(z \mid x_i)
+            - \nabla_\phi \mathrm{KL}\bigl(q_\phi(z \mid x_i) \,\|\, p(z)\bigr)\Bigr].
+
+    The sign and the parameter order match :func:`encoder_gradients`, so
+    ``encoder_gradients(model, x, est).mean(0) - exact_encoder_gradient(model, x)``
+    estimates the bias of the estimator ``est``. The model is left unchanged.
+
+    Returns:
+        Tensor ``(n_encoder_parameters,)`` on the model's device.
+    """
+    loss = categorical_exact_loss(model, x, chunk)
+    grads = torch.autograd.grad(loss, list(model.encoder.parameters()))
+    return torch.cat([g.reshape(-1) for g in grads])
 
 
 @torch.no_grad()

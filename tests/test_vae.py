@@ -250,6 +250,52 @@ def test_elbo_estimates_are_unbiased_for_the_discrete_elbo():
         assert bool(((draws.mean(0) - exact).abs() < 5 * se + 1e-6).all()), est
 
 
+
+def test_exact_gradient_matches_autograd_of_a_brute_force_loop():
+    """The exact ELBO is a finite sum over codes, sum_z q(z|x) [log p(x|z) + log p(z) - log q(z|x)],
+    each term differentiable in theta and phi; so the gradient of the loop's sum (the definition)
+    must equal the gradient of the vectorised enumeration, encoder and decoder alike."""
+    torch.manual_seed(15)
+    model = vae.CategoricalVAE(n_pixels=6, n_latents=2, n_categories=3, n_hidden=8)
+    x = _binary(7, 6, 16)
+    _, elbo_loop = _brute_force(model, x, model.encode(x))
+    params = list(model.parameters())
+    expected = torch.autograd.grad(-elbo_loop.mean(), params)
+    got = torch.autograd.grad(vae.categorical_exact_loss(model, x, chunk=3), params)
+    for a, b in zip(got, expected):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    flat = torch.cat([g.reshape(-1) for g in expected[: len(list(model.encoder.parameters()))]])
+    torch.testing.assert_close(vae.exact_encoder_gradient(model, x), flat, rtol=1e-5, atol=1e-6)
+    assert vae.categorical_exact_loss(model, x).item() == pytest.approx(-elbo_loop.mean().item(), abs=1e-5)
+
+
+def test_exact_gradient_is_the_mean_of_the_score_function_and_not_of_a_relaxation(seed):
+    """REINFORCE with the leave-one-out baseline is unbiased: the mean of R independent encoder
+    gradients lies within 5 standard errors of the exact gradient in every coordinate. The
+    Gumbel-softmax gradient at tau = 1 differentiates a relaxed objective, not the ELBO, so the
+    same test must reject it (it is the mutation this test exists to catch)."""
+    torch.manual_seed(seed)
+    model = vae.CategoricalVAE(n_pixels=6, n_latents=2, n_categories=3, n_hidden=5)
+    x = _binary(4, 6, 17 + seed)
+    exact = vae.exact_encoder_gradient(model, x).double()
+    z_max = {}
+    for est in ("score function", "gumbel-softmax"):
+        reps = vae.encoder_gradients(model, x, est, n_repeats=40, n_samples=20, temperature=1.0).double()
+        se = reps.std(0) / math.sqrt(reps.shape[0])
+        z_max[est] = float(((reps.mean(0) - exact).abs() / (se + 1e-9)).max())
+    assert z_max["score function"] < 5, z_max
+    assert z_max["gumbel-softmax"] > 5, z_max
+
+
+def test_exact_gradient_bad_inputs():
+    model = vae.CategoricalVAE(n_pixels=6, n_latents=1, n_categories=3, n_hidden=4)
+    with pytest.raises(TypeError, match="model"):
+        vae.exact_encoder_gradient(vae.GaussianVAE(n_pixels=6), _binary(2, 6, 0))
+    with pytest.raises(ValueError, match="x"):
+        vae.categorical_exact_loss(model, torch.full((2, 6), 0.5))
+    with pytest.raises(ValueError, match="chunk"):
+        vae.categorical_exact_loss(model, _binary(2, 6, 0), chunk=0)
+
 # ---------------------------------------------------------------- training
 
 @pytest.mark.parametrize(

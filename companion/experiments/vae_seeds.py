@@ -1,0 +1,358 @@
+r"""Chapter 9's VAE experiments, vectorised over seeds: k models trained as one computation.
+
+Every VAE of :mod:`companion.vae` is two one-hidden-layer tanh MLPs. Here the
+parameters of ``k`` such models are **stacked** along a leading dimension (weights
+``(k, n_in, n_out)``, biases ``(k, 1, n_out)``) and every layer is one batched matrix
+product (:func:`torch.baddbmm`) for all ``k`` at once. The loss is the **sum** of the
+``k`` models' losses, so its gradient with respect to row ``i`` of the stacked
+parameters is model ``i``'s gradient alone; Adam is elementwise, so one Adam over the
+stacked tensors is exactly ``k`` independent Adams. Training ``k`` seeds then costs one
+training run with ``k`` times wider matrix products, which on a CPU or a GPU is far
+less than ``k`` runs one after the other (``benchmarks/run.py`` measures it).
+
+The same trick gives ``R`` independent gradient estimates of **one** model in one
+backward pass (:func:`encoder_gradient_samples`): stack ``R`` copies of it.
+
+The gradient sources (canonical names) are ``"score_function"`` (leave-one-out
+baseline over the ``n_samples`` draws), ``"gumbel_softmax"``, ``"straight_through"``,
+``"exact"`` (the enumerated ELBO's gradient, categorical only) and ``"pathwise"``
+(Gaussian only). Noise is drawn on the CPU (torch's global generator) and moved.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+
+from companion import vae
+from companion.device import randn
+from companion.gumbel import gumbel_max, gumbel_softmax
+from companion.validation import check_positive_int
+
+__all__ = [
+    "CATEGORICAL_SOURCES",
+    "GAUSSIAN_SOURCES",
+    "VAE_NAMES",
+    "stack_models",
+    "unstack_model",
+    "stacked_loss",
+    "stacked_exact_terms",
+    "stacked_gaussian_elbo",
+    "encoder_gradient_samples",
+    "StackedHistory",
+    "train_stacked",
+    "split_validation",
+]
+
+CATEGORICAL_SOURCES = ("exact", "score_function", "gumbel_softmax", "straight_through")
+GAUSSIAN_SOURCES = ("pathwise", "score_function")
+#: The names :mod:`companion.vae` uses for the same estimators.
+VAE_NAMES = {
+    "score_function": "score function",
+    "gumbel_softmax": "gumbel-softmax",
+    "straight_through": "straight-through",
+    "pathwise": "pathwise",
+}
+_LOG_2PI = math.log(2 * math.pi)
+_LAYERS = ("encoder.0", "encoder.2", "decoder.0", "decoder.2")
+
+
+def _kind(model) -> str:
+    if isinstance(model, vae.CategoricalVAE):
+        return "categorical"
+    if isinstance(model, vae.GaussianVAE):
+        return "gaussian"
+    raise TypeError(f"models must be GaussianVAE or CategoricalVAE instances, got {type(model).__name__}")
+
+
+def stack_models(models) -> dict:
+    r"""Stack ``k`` VAEs of one architecture into leaf tensors with a leading seed dimension.
+
+    Linear layer :math:`h \mapsto W h + b` of model :math:`i` becomes row :math:`i` of
+    ``W`` ``(k, n_in, n_out)`` (the transpose of ``nn.Linear.weight``) and ``b``
+    ``(k, 1, n_out)``. Returns a dict with those tensors (``requires_grad=True``) and the
+    architecture under ``"meta"``.
+    """
+    models = list(models)
+    if not models:
+        raise ValueError("models must hold at least one model, got an empty sequence")
+    kind = _kind(models[0])
+    ref = models[0]
+    arch = (ref.n_pixels, ref.n_hidden) + (
+        (ref.n_latents, ref.n_categories) if kind == "categorical" else (ref.n_latent,)
+    )
+    for m in models:
+        if _kind(m) != kind:
+            raise TypeError("models must all be of one class")
+        other = (m.n_pixels, m.n_hidden) + ((m.n_latents, m.n_categories) if kind == "categorical" else (m.n_latent,))
+        if other != arch:
+            raise ValueError(f"models must share one architecture, got {arch} and {other}")
+    params = {}
+    for layer in _LAYERS:
+        mods = [m.get_submodule(layer) for m in models]
+        params[layer + ".w"] = torch.stack([lin.weight.detach().T for lin in mods]).clone().requires_grad_()
+        params[layer + ".b"] = torch.stack([lin.bias.detach()[None] for lin in mods]).clone().requires_grad_()
+    params["meta"] = (kind,) + arch
+    return params
+
+
+def unstack_model(params: dict, i: int):
+    """Model ``i`` of a stack as an ordinary :mod:`companion.vae` module (a copy, on the stack's device)."""
+    kind, n_pixels, n_hidden, *rest = params["meta"]
+    k = params["encoder.0.w"].shape[0]
+    if isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < k:
+        raise ValueError(f"i must be an int in [0, {k}), got {i!r}")
+    if kind == "categorical":
+        model = vae.CategoricalVAE(n_pixels, rest[0], rest[1], n_hidden)
+    else:
+        model = vae.GaussianVAE(n_pixels, rest[0], n_hidden)
+    model = model.to(params["encoder.0.w"].device)
+    with torch.no_grad():
+        for layer in _LAYERS:
+            lin = model.get_submodule(layer)
+            lin.weight.copy_(params[layer + ".w"][i].T)
+            lin.bias.copy_(params[layer + ".b"][i, 0])
+    return model
+
+
+def _mlp(params: dict, net: str, x: torch.Tensor) -> torch.Tensor:
+    """``(k, N, n_in) -> (k, N, n_out)``: tanh MLP of every stacked model on its own rows."""
+    h = torch.tanh(torch.baddbmm(params[net + ".0.b"], x, params[net + ".0.w"]))
+    return torch.baddbmm(params[net + ".2.b"], h, params[net + ".2.w"])
+
+
+def _decode(params: dict, inputs: torch.Tensor) -> torch.Tensor:
+    """Decoder logits for inputs ``(k, *batch, n_in)``."""
+    k = inputs.shape[0]
+    out = _mlp(params, "decoder", inputs.reshape(k, -1, inputs.shape[-1]))
+    return out.reshape(*inputs.shape[:-1], out.shape[-1])
+
+
+def _loo_surrogate(ll: torch.Tensor, log_q: torch.Tensor) -> torch.Tensor:
+    """Leave-one-out score-function surrogate over dimension 1 (the samples); see ``vae._score_surrogate``."""
+    signal = ll.detach()
+    n = ll.shape[1]
+    signal = signal - (signal.sum(1, keepdim=True) - signal) / (n - 1)
+    return ll + signal * log_q - (signal * log_q).detach()
+
+
+def stacked_exact_terms(params: dict, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""Exact reconstruction term and KL of every stacked categorical model on images ``x``.
+
+    ``x`` is ``(k, B, n_pixels)`` (each model its own images) or ``(B, n_pixels)``
+    (shared). With :math:`c` running over all :math:`K^L` codes,
+
+    .. math::
+
+        R(x) = \sum_c q_\phi(c \mid x) \log p_\theta(x \mid c), \qquad
+        \mathrm{KL}(q_\phi(\cdot \mid x) \,\|\, p),
+
+    so the exact ELBO is :math:`R - \mathrm{KL}`. :math:`\log q(c \mid x)` for all codes is one
+    matrix product of the codes' one-hot rows with :math:`\log q` (differentiable).
+    Returns ``(recon, kl)``, each ``(k, B)``.
+    """
+    kind, n_pixels, n_hidden, n_latents, n_categories = params["meta"]
+    if kind != "categorical":
+        raise ValueError(f"params must stack CategoricalVAE models, got {kind!r}")
+    k = params["encoder.0.w"].shape[0]
+    if x.dim() == 2:
+        x = x.expand(k, *x.shape)
+    logits = _mlp(params, "encoder", x).unflatten(-1, (n_latents, n_categories))  # (k, B, L, K)
+    log_q = torch.log_softmax(logits, -1)
+    grids = torch.meshgrid(*[torch.arange(n_categories)] * n_latents, indexing="ij")
+    codes = torch.stack([g.reshape(-1) for g in grids], -1).to(x.device)
+    onehot = F.one_hot(codes, n_categories).to(x.dtype)  # (C, L, K)
+    dec = _decode(params, onehot.flatten(-2).expand(k, -1, -1))  # (k, C, n_pixels)
+    ll = dec @ x.transpose(1, 2) - F.softplus(dec).sum(-1, keepdim=True)  # (k, C, B)
+    log_q_codes = onehot.flatten(-2) @ log_q.flatten(-2).transpose(1, 2)  # (k, C, B)
+    recon = (log_q_codes.exp() * ll).sum(1)
+    kl = (log_q.exp() * log_q).sum((-1, -2)) + n_latents * math.log(n_categories)
+    return recon, kl
+
+
+def stacked_loss(params: dict, x: torch.Tensor, source: str, *, n_samples: int = 4,
+                 temperature: float = 1.0) -> torch.Tensor:
+    r"""Sum over the ``k`` models of each one's loss (minus its batch-mean ELBO surrogate).
+
+    ``x`` is ``(k, B, n_pixels)``. Row :math:`i`'s gradient is what
+    :func:`companion.vae.elbo_surrogate` would give model :math:`i` with the same noise
+    (``"exact"``: :func:`companion.vae.categorical_exact_loss`). Returns a scalar.
+    """
+    kind, n_pixels, n_hidden, *rest = params["meta"]
+    allowed = CATEGORICAL_SOURCES if kind == "categorical" else GAUSSIAN_SOURCES
+    if source not in allowed:
+        raise ValueError(f"source for {kind} models must be one of {allowed}, got {source!r}")
+    s = check_positive_int("n_samples", n_samples, minimum=2 if source == "score_function" else 1)
+    k, b = x.shape[:2]
+    if kind == "categorical":
+        if source == "exact":
+            recon, kl = stacked_exact_terms(params, x)
+            return -(recon - kl).mean(1).sum()
+        n_latents, n_categories = rest
+        logits = _mlp(params, "encoder", x).unflatten(-1, (n_latents, n_categories))  # (k, B, L, K)
+        log_q_all = torch.log_softmax(logits, -1)
+        kl = (log_q_all.exp() * log_q_all).sum((-1, -2)) + n_latents * math.log(n_categories)
+        expanded = logits[:, None].expand(k, s, b, n_latents, n_categories)
+        if source == "score_function":
+            with torch.no_grad():
+                y = F.one_hot(gumbel_max(expanded), n_categories).to(x.dtype)
+            ll = vae.bernoulli_log_likelihood(_decode(params, y.flatten(-2)), x[:, None])
+            log_q = (log_q_all[:, None] * y).sum((-1, -2))
+            objective = _loo_surrogate(ll, log_q)
+        else:
+            y = gumbel_softmax(expanded, temperature, hard=(source == "straight_through"))
+            objective = vae.bernoulli_log_likelihood(_decode(params, y.flatten(-2)), x[:, None])
+    else:
+        (n_latent,) = rest
+        mu, pre = _mlp(params, "encoder", x).chunk(2, dim=-1)
+        sigma = F.softplus(pre) + 1e-4
+        kl = vae.gaussian_kl(mu, sigma)
+        eps = randn((k, s, b, n_latent), device=x.device, dtype=x.dtype)
+        if source == "pathwise":
+            z = mu[:, None] + sigma[:, None] * eps
+            objective = vae.bernoulli_log_likelihood(_decode(params, z), x[:, None])
+        else:
+            z = (mu[:, None] + sigma[:, None] * eps).detach()
+            ll = vae.bernoulli_log_likelihood(_decode(params, z), x[:, None])
+            log_q = (-0.5 * ((z - mu[:, None]) / sigma[:, None]).square() - sigma[:, None].log()
+                     - 0.5 * _LOG_2PI).sum(-1)
+            objective = _loo_surrogate(ll, log_q)
+    return -(objective.mean(1) - kl).mean(1).sum()
+
+
+@torch.no_grad()
+def stacked_gaussian_elbo(params: dict, x: torch.Tensor, n_samples: int = 100,
+                          generator: torch.Generator | None = None) -> torch.Tensor:
+    r"""Monte Carlo ELBO ``(k, B)`` of every stacked Gaussian model on shared images ``x`` ``(B, n_pixels)``,
+    :math:`\frac1S\sum_s \log p_\theta(x \mid z_s) - \mathrm{KL}`, noise from ``generator`` on the CPU."""
+    kind, n_pixels, n_hidden, n_latent = params["meta"]
+    if kind != "gaussian":
+        raise ValueError(f"params must stack GaussianVAE models, got {kind!r}")
+    k = params["encoder.0.w"].shape[0]
+    s = check_positive_int("n_samples", n_samples)
+    xs = x.expand(k, *x.shape)
+    mu, pre = _mlp(params, "encoder", xs).chunk(2, dim=-1)
+    sigma = F.softplus(pre) + 1e-4
+    eps = randn((k, s) + tuple(mu.shape[1:]), generator=generator, device=x.device, dtype=x.dtype)
+    z = mu[:, None] + sigma[:, None] * eps
+    ll = vae.bernoulli_log_likelihood(_decode(params, z), xs[:, None])
+    return ll.mean(1) - vae.gaussian_kl(mu, sigma)
+
+
+def encoder_gradient_samples(model, x: torch.Tensor, source: str, *, n_repeats: int = 100,
+                             n_samples: int = 4, temperature: float = 1.0) -> torch.Tensor:
+    r"""``n_repeats`` independent estimates of ``model``'s encoder gradient, in one backward pass.
+
+    The vectorised equivalent of :func:`companion.vae.encoder_gradients`: ``n_repeats``
+    copies of ``model`` are stacked, each sees ``x`` with its own noise, and row :math:`r`
+    of the result is copy :math:`r`'s gradient of minus the batch-mean ELBO surrogate,
+    flattened in the order of ``model.encoder.parameters()``. ``source="exact"`` gives
+    ``n_repeats`` identical rows equal to :func:`companion.vae.exact_encoder_gradient`.
+
+    Returns:
+        Tensor ``(n_repeats, n_encoder_parameters)``.
+    """
+    r = check_positive_int("n_repeats", n_repeats)
+    params = stack_models([model] * r)
+    xs = x.to(params["encoder.0.w"].device).expand(r, *x.shape)
+    loss = stacked_loss(params, xs, source, n_samples=n_samples, temperature=temperature)
+    names = ["encoder.0.w", "encoder.0.b", "encoder.2.w", "encoder.2.b"]
+    grads = torch.autograd.grad(loss, [params[n] for n in names])
+    # back to nn.Linear's layout: weight (out, in), then bias, layer by layer
+    w0, b0, w2, b2 = grads
+    return torch.cat([w0.transpose(1, 2).reshape(r, -1), b0.reshape(r, -1),
+                      w2.transpose(1, 2).reshape(r, -1), b2.reshape(r, -1)], dim=1)
+
+
+def split_validation(x: torch.Tensor, fraction: float = 0.2, seed: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    """Split training images into (fit, validation) by a seeded CPU permutation; validation gets ``round(n f)``."""
+    if not 0 < fraction < 1:
+        raise ValueError(f"fraction must satisfy 0 < fraction < 1, got {fraction!r}")
+    n = x.shape[0]
+    n_val = max(1, min(n - 1, round(n * fraction)))
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).to(x.device)
+    return x[perm[n_val:]], x[perm[:n_val]]
+
+
+class StackedHistory(NamedTuple):
+    """Records of :func:`train_stacked`: ``epochs`` (list of ints) and, per evaluation set name,
+    a tensor ``(n_evals, k)`` of the mean ELBO (``elbo[name]``), reconstruction term
+    (``recon[name]``) and KL (``kl[name]``); the last two only for categorical models."""
+
+    epochs: list
+    elbo: dict
+    recon: dict
+    kl: dict
+
+
+@torch.no_grad()
+def _evaluate(params, name, x, hist, eval_samples):
+    if params["meta"][0] == "categorical":
+        recon, kl = [], []
+        for start in range(0, x.shape[0], 512):
+            r_, k_ = stacked_exact_terms(params, x[start:start + 512])
+            recon.append(r_)
+            kl.append(k_)
+        recon, kl = torch.cat(recon, 1).mean(1), torch.cat(kl, 1).mean(1)
+        hist.recon.setdefault(name, []).append(recon.cpu())
+        hist.kl.setdefault(name, []).append(kl.cpu())
+        hist.elbo.setdefault(name, []).append((recon - kl).cpu())
+    else:
+        g = torch.Generator().manual_seed(12345)
+        hist.elbo.setdefault(name, []).append(stacked_gaussian_elbo(params, x, eval_samples, g).mean(1).cpu())
+
+
+def train_stacked(params: dict, x_train: torch.Tensor, source: str, *, n_epochs: int = 40,
+                  batch_size: int = 128, n_samples: int = 4, lr: float = 3e-3,
+                  temperature: tuple = (1.0, 0.5), eval_sets: dict | None = None,
+                  eval_every: int = 5, eval_samples: int = 32) -> StackedHistory:
+    r"""Train the ``k`` stacked models together with Adam, each on its own minibatch order.
+
+    Each epoch draws one permutation of the training images per model (CPU global
+    generator); every model takes the same number of steps of ``batch_size`` images and
+    ``n_samples`` latent draws per image. The relaxations' temperature follows
+    :func:`companion.vae.temperature_schedule` from ``temperature[0]`` to ``temperature[1]``.
+    After epoch 0 (before training) and every ``eval_every`` epochs (and the last), each
+    set in ``eval_sets`` is evaluated: the exact ELBO, reconstruction term and KL for
+    categorical models; a Monte Carlo ELBO with ``eval_samples`` draws from a fixed-seed
+    generator for Gaussian ones. ``params`` is updated in place.
+    """
+    n_epochs = check_positive_int("n_epochs", n_epochs)
+    batch_size = check_positive_int("batch_size", batch_size)
+    eval_every = check_positive_int("eval_every", eval_every)
+    eval_sets = dict(eval_sets or {})
+    leaves = [v for key, v in params.items() if key != "meta"]
+    k = leaves[0].shape[0]
+    device = leaves[0].device
+    x_train = x_train.to(device)
+    n = x_train.shape[0]
+    n_steps = n_epochs * math.ceil(n / batch_size)
+    optimizer = torch.optim.Adam(leaves, lr=lr)
+    hist = StackedHistory([], {}, {}, {})
+
+    def evaluate(epoch):
+        hist.epochs.append(epoch)
+        for name, x in eval_sets.items():
+            _evaluate(params, name, x.to(device), hist, eval_samples)
+
+    evaluate(0)
+    step = 0
+    for epoch in range(1, n_epochs + 1):
+        order = torch.stack([torch.randperm(n) for _ in range(k)]).to(device)
+        for start in range(0, n, batch_size):
+            tau = vae.temperature_schedule(step, n_steps, *temperature)
+            batch = x_train[order[:, start:start + batch_size]]  # (k, b, n_pixels)
+            loss = stacked_loss(params, batch, source, n_samples=n_samples, temperature=tau)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            step += 1
+        if epoch % eval_every == 0 or epoch == n_epochs:
+            evaluate(epoch)
+    for d in (hist.elbo, hist.recon, hist.kl):
+        for name in d:
+            d[name] = torch.stack(d[name])
+    return hist

@@ -1,0 +1,64 @@
+"""Tests of companion.gradient_stats against estimates whose bias and covariance are known."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from companion.gradient_stats import gradient_error
+
+P, R, SIGMA = 40, 400, 0.5
+
+
+def _draws(bias, generator):
+    g = torch.ones(P)
+    noise = SIGMA * torch.randn(R, P, generator=generator, dtype=torch.float64)
+    return g + bias + noise, g
+
+
+def test_unbiased_estimates_show_no_bias_beyond_the_noise(generator):
+    """Estimates g + N(0, s^2 I): V = P s^2, so relative variance P s^2 / |g|^2 = s^2 (|g|^2 = P).
+    The corrected squared bias |m - g|^2 - V^/R has mean 0 and sd about sqrt(2P) s^2 / R, so the
+    relative bias stays below sqrt(5 sqrt(2P) s^2 / R) / |g|. The uncorrected |m - g| / |g| would
+    be about the noise floor s / sqrt(R) instead, which the test shows is far larger."""
+    est, g = _draws(torch.zeros(P), generator)
+    e = gradient_error(est, g)
+    se_var = SIGMA**2 * math.sqrt(2 / (P * (R - 1)))
+    assert abs(e.relative_variance - SIGMA**2) < 5 * se_var
+    bound = math.sqrt(5 * math.sqrt(2 * P) * SIGMA**2 / R) / math.sqrt(P)
+    assert e.relative_bias < bound
+    assert e.noise_floor == pytest.approx(SIGMA / math.sqrt(R), rel=0.1)
+    assert e.cosine > 0.99
+    assert e.relative_mse(4) == pytest.approx(e.relative_bias**2 + e.relative_variance / 4)
+
+
+def test_a_known_orthogonal_bias_is_recovered(generator):
+    """Bias b orthogonal to g with |b| = |g| / 2: relative bias 0.5, cosine of E[g^] = g + b with g
+    is |g| / sqrt(|g|^2 + |b|^2) = 1 / sqrt(1.25). Var of the corrected |b|^2 is about
+    4 s^2 |b|^2 / R (plus the sqrt(2P) s^2 / R term), so 5 SE around the truth."""
+    b = torch.zeros(P, dtype=torch.float64)
+    b[: P // 2], b[P // 2 :] = 1.0, -1.0
+    b *= 0.5  # |b| = 0.5 sqrt(P) = |g| / 2, and b . g = 0
+    est, g = _draws(b, generator)
+    e = gradient_error(est, g)
+    b2 = float(b.square().sum())
+    se_b2 = math.sqrt(4 * SIGMA**2 * b2 / R + 2 * P * SIGMA**4 / R**2)
+    assert abs(e.relative_bias**2 * P - b2) < 5 * se_b2
+    assert e.cosine == pytest.approx(1 / math.sqrt(1.25), abs=0.02)
+
+
+def test_bad_inputs():
+    with pytest.raises(ValueError, match="estimates"):
+        gradient_error(torch.ones(1, 3), torch.ones(3))
+    with pytest.raises(ValueError, match="exact"):
+        gradient_error(torch.ones(4, 3), torch.ones(2))
+    with pytest.raises(ValueError, match="zero"):
+        gradient_error(torch.ones(4, 3), torch.zeros(3))
+    with pytest.raises(ValueError, match="finite"):
+        gradient_error(torch.full((4, 3), float("nan")), torch.ones(3))
+    with pytest.raises(TypeError, match="estimates"):
+        gradient_error([[1.0]], torch.ones(1))
+    with pytest.raises(TypeError, match="n"):
+        gradient_error(torch.randn(4, 3), torch.ones(3)).relative_mse(1.5)

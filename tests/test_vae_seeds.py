@@ -1,0 +1,113 @@
+"""Tests of companion.experiments.vae_seeds: the stacked models compute what k separate ones do."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from companion import vae
+from companion.data import load_binary_digits
+from companion.experiments import vae_seeds as vs
+
+
+@pytest.fixture(scope="module")
+def x():
+    return load_binary_digits().x_train[:40]
+
+
+def _cat(seed, **kw):
+    torch.manual_seed(seed)
+    return vae.CategoricalVAE(n_latents=2, n_categories=4, n_hidden=16, **kw)
+
+
+def test_stacked_exact_elbo_is_each_models_exact_elbo(x):
+    models = [_cat(s) for s in range(3)]
+    params = vs.stack_models(models)
+    recon, kl = vs.stacked_exact_terms(params, x)
+    for i, m in enumerate(models):
+        torch.testing.assert_close(recon[i] - kl[i], vae.categorical_elbo_exact(m, x), rtol=1e-5, atol=1e-4)
+        torch.testing.assert_close(kl[i], vae.categorical_kl(m.encode(x)))
+    back = vs.unstack_model(params, 2)
+    torch.testing.assert_close(back.encode(x), models[2].encode(x))
+
+
+@pytest.mark.parametrize("source", vs.CATEGORICAL_SOURCES[1:] + ("pathwise", "score_function_gauss"))
+def test_one_stacked_model_matches_elbo_surrogate_with_the_same_noise(x, source):
+    """With k = 1 the stacked loss draws the same noise, in the same order, as
+    companion.vae.elbo_surrogate: loss and encoder gradient must agree."""
+    gauss = source in ("pathwise", "score_function_gauss")
+    source = "score_function" if source == "score_function_gauss" else source
+    torch.manual_seed(0)
+    model = vae.GaussianVAE(n_latent=3, n_hidden=16) if gauss else _cat(0)
+    params = vs.stack_models([model])
+    torch.manual_seed(7)
+    loss = vs.stacked_loss(params, x[None], source, n_samples=3, temperature=0.7)
+    torch.manual_seed(7)
+    ref, _ = vae.elbo_surrogate(model, x, vs.VAE_NAMES[source], n_samples=3, temperature=0.7)
+    torch.testing.assert_close(loss, ref, rtol=1e-5, atol=1e-5)
+    got = torch.autograd.grad(loss, [params["encoder.0.w"]])[0][0].T
+    want = torch.autograd.grad(ref, [model.encoder[0].weight])[0]
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-6)
+
+
+def test_gradient_samples_exact_rows_equal_the_exact_encoder_gradient(x):
+    model = _cat(3)
+    rows = vs.encoder_gradient_samples(model, x, "exact", n_repeats=2)
+    torch.testing.assert_close(rows[1], vae.exact_encoder_gradient(model, x), rtol=1e-5, atol=1e-6)
+    rows = vs.encoder_gradient_samples(model, x, "score_function", n_repeats=5, n_samples=2)
+    assert rows.shape == (5, sum(p.numel() for p in model.encoder.parameters()))
+    assert not torch.equal(rows[0], rows[1])  # each copy has its own noise
+
+
+def test_training_k_stacked_models_is_training_each_alone(x):
+    """Adam is elementwise and the stacked loss is a sum of the models' losses, so stacked training
+    with the exact (noise-free) gradient equals training each model alone on the same minibatches."""
+    models = [_cat(s) for s in range(2)]
+    params = vs.stack_models(models)
+    torch.manual_seed(11)
+    hist = vs.train_stacked(params, x, "exact", n_epochs=2, batch_size=16, lr=1e-2,
+                            eval_sets={"train": x}, eval_every=1)
+    torch.manual_seed(11)
+    orders = [[torch.randperm(40) for _ in range(2)] for _ in range(2)]
+    for i, m in enumerate(models):
+        opt = torch.optim.Adam(m.parameters(), lr=1e-2)
+        for epoch in range(2):
+            for start in range(0, 40, 16):
+                loss = vae.categorical_exact_loss(m, x[orders[epoch][i][start:start + 16]])
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+        trained = vs.unstack_model(params, i)
+        for a, b in zip(trained.parameters(), m.parameters()):
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(hist.elbo["train"][-1, i], vae.categorical_elbo_exact(m, x).mean(),
+                                   rtol=1e-4, atol=1e-4)
+    assert hist.epochs == [0, 1, 2] and hist.elbo["train"].shape == (3, 2)
+    assert bool((hist.elbo["train"][-1] > hist.elbo["train"][0]).all())
+
+
+def test_gaussian_elbo_and_validation_split(x):
+    torch.manual_seed(0)
+    models = [vae.GaussianVAE(n_latent=2, n_hidden=8) for _ in range(2)]
+    params = vs.stack_models(models)
+    e = vs.stacked_gaussian_elbo(params, x, n_samples=4000, generator=torch.Generator().manual_seed(0))
+    ref = vae.gaussian_elbo(models[1], x, n_samples=4000, generator=torch.Generator().manual_seed(1))
+    assert float((e[1] - ref).abs().max()) < 0.5  # two Monte Carlo estimates of one ELBO
+    fit, val = vs.split_validation(x, 0.25)
+    assert fit.shape == (30, 64) and val.shape == (10, 64)
+
+
+def test_bad_inputs(x):
+    params = vs.stack_models([_cat(0)])
+    with pytest.raises(ValueError, match="source"):
+        vs.stacked_loss(params, x[None], "pathwise")
+    with pytest.raises(ValueError, match="n_samples"):
+        vs.stacked_loss(params, x[None], "score_function", n_samples=1)
+    with pytest.raises(ValueError, match="i must"):
+        vs.unstack_model(params, 1)
+    with pytest.raises(ValueError, match="architecture"):
+        vs.stack_models([_cat(0), vae.CategoricalVAE(n_latents=2, n_categories=4, n_hidden=8)])
+    with pytest.raises(TypeError, match="models"):
+        vs.stack_models([torch.nn.Linear(2, 2)])
+    with pytest.raises(ValueError, match="fraction"):
+        vs.split_validation(x, 1.5)
