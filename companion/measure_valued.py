@@ -17,15 +17,15 @@ estimate :math:`c_\theta\,(f(x^+) - f(x^-))` that needs neither a differentiable
 :math:`f` (unlike the pathwise estimator) nor a score (unlike the score
 function). The decompositions used here (Mohamed et al. 2020, Table 1):
 
-================  ==========  ======================  ==========================  =========================
-distribution      parameter   :math:`c_\theta`        :math:`p^+`                 :math:`p^-`
-================  ==========  ======================  ==========================  =========================
-Normal            loc         :math:`1/(\sigma\sqrt{2\pi})`  :math:`\mu + \sigma R`   :math:`\mu - \sigma R`
-Normal            scale       :math:`1/\sigma`        :math:`\mu + \sigma M`      :math:`\mathcal N(\mu,\sigma^2)`
-Exponential       rate        :math:`1/\lambda`       :math:`\operatorname{Exp}(\lambda)`  :math:`\operatorname{Gamma}(2,\lambda)`
-Poisson           rate        :math:`1`               :math:`1 + \operatorname{Poisson}(\lambda)`  :math:`\operatorname{Poisson}(\lambda)`
-Bernoulli         probs       :math:`1`               :math:`\delta_1`            :math:`\delta_0`
-================  ==========  ======================  ==========================  =========================
+* Normal, loc :math:`\mu`: :math:`c = 1/(\sigma\sqrt{2\pi})`,
+  :math:`p^+ = \mu + \sigma R`, :math:`p^- = \mu - \sigma R`;
+* Normal, scale :math:`\sigma`: :math:`c = 1/\sigma`, :math:`p^+ = \mu + \sigma M`,
+  :math:`p^- = \mathcal N(\mu, \sigma^2)`;
+* Exponential, rate :math:`\lambda`: :math:`c = 1/\lambda`,
+  :math:`p^+ = \operatorname{Exp}(\lambda)`, :math:`p^- = \operatorname{Gamma}(2, \lambda)`;
+* Poisson, rate :math:`\lambda`: :math:`c = 1`, :math:`p^+ = 1 + \operatorname{Poisson}(\lambda)`,
+  :math:`p^- = \operatorname{Poisson}(\lambda)`;
+* Bernoulli, probs :math:`\pi`: :math:`c = 1`, :math:`p^+ = \delta_1`, :math:`p^- = \delta_0`;
 
 with :math:`R` a standard Rayleigh variable (density :math:`r e^{-r^2/2}`, the
 Weibull with shape 2 and scale :math:`\sqrt2`) and :math:`M` a standard
