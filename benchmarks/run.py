@@ -250,6 +250,61 @@ def bench_estimators(device: torch.device, n: int, rounds: int, loop_n: int) -> 
                note=f"{t_loop / tl['companion']:.0f}x faster; loop timed on {loop_n} samples, scaled x{n // loop_n}")
 
 
+def bench_measure_valued(device: torch.device, n: int, rounds: int) -> None:
+    r"""``measure_valued`` against its hand-written per-sample formula (the floor), and cost per evaluation of f.
+
+    Gaussian, f(x) = x^2, theta = (mu, sigma), coupled. The floor: R = sqrt(-2 log U) (Rayleigh),
+    g_mu = (f(mu + sigma R) - f(mu - sigma R)) / (sigma sqrt(2 pi)); M double-sided Maxwell
+    (chi_3 magnitude, random sign), g_sigma = (f(mu + sigma M) - f(mu + sigma U M)) / sigma.
+    The measure-valued estimator spends 4 evaluations of f per sample on this gradient, the
+    pathwise and score-function estimators 1: the rows also report seconds per evaluation of f.
+    """
+    import math
+
+    from companion.measure_valued import measure_valued
+
+    header(f"Measure-valued estimator on {device}, Gaussian, f(x) = x^2, {n:.0e} samples")
+    params = torch.tensor([0.5, 1.3], device=device)
+
+    def dist_fn(p):
+        return Normal(p[0], p[1])
+
+    def f(x):
+        return x * x
+
+    def floor():
+        mu, sigma = params[0], params[1]
+        u = torch.rand(n).clamp_(min=torch.finfo(torch.float32).tiny)
+        r = torch.sqrt(-2.0 * torch.log(u)).to(device)
+        g_mu = (f(mu + sigma * r) - f(mu - sigma * r)) / (sigma * math.sqrt(2 * math.pi))
+        z = torch.randn(2, n)
+        u2 = torch.rand(n).clamp_(min=torch.finfo(torch.float32).tiny)
+        m = torch.sqrt(-2.0 * torch.log(u2) + z[0] ** 2)
+        m = torch.where(z[1] < 0, -m, m).to(device)
+        v = torch.rand(n).to(device)
+        g_sigma = (f(mu + sigma * m) - f(mu + sigma * v * m)) / sigma
+        return torch.stack([g_mu, g_sigma], 1)
+
+    t = interleaved({"companion": lambda: measure_valued(f, dist_fn, params, n), "floor": floor}, device, rounds)
+    per_eval = t["companion"] / (4 * n)
+    record("estimators", "measure_valued (coupled)", n, device, t["companion"], t["floor"], "by hand (floor)",
+           "<= 3.0", t["ratio"] <= 3.0, ratio=t["ratio"],
+           note=f"4 evaluations of f per sample; {fmt_time(per_eval)} per evaluation")
+    ROWS[-1].update(evaluations_per_sample=4, time_per_evaluation_s=per_eval)
+    others = {
+        "pathwise": lambda: estimators.pathwise(f, dist_fn, params, n),
+        "score_function": lambda: estimators.score_function(f, dist_fn, params, n),
+        "measure_valued": lambda: measure_valued(f, dist_fn, params, n),
+    }
+    evals = {"pathwise": 1, "score_function": 1, "measure_valued": 4}
+    t = interleaved(others, device, max(3, rounds // 2))
+    for name, e in evals.items():
+        record("cost per evaluation of f", name, n, device, t[name] / (e * n), t["pathwise"] / n,
+               "pathwise, per sample", "-", None, ratio=t[name] / (e * n) / (t["pathwise"] / n),
+               note=f"{e} evaluation(s) of f per sample")
+        ROWS[-1].update(evaluations_per_sample=e, time_per_evaluation_s=t[name] / (e * n))
+
+
 def bench_efficiency(device: torch.device, n: int) -> None:
     """Chapter 6's table: variance x time per sample of each estimator on each problem."""
     try:
@@ -450,6 +505,7 @@ def main(argv: list[str] | None = None) -> int:
             bench_reparam(device, sizes, rounds)
             bench_estimators(device, n_est, rounds, loop_n)
             bench_vae_seeds(device, rounds)
+            bench_measure_valued(device, n_est, rounds)
             if args.efficiency:
                 bench_efficiency(device, 10**4 if args.quick else 10**5)
     if args.book or args.only_book:

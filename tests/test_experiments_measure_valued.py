@@ -1,0 +1,142 @@
+r"""The measure-valued chapter's figure data: quadrature against closed forms and simulation.
+
+Closed forms for :math:`f(x) = (x - k)^2`, :math:`x = \mu + \sigma\varepsilon`, :math:`a = \mu - k`
+(derived in ``test_measure_valued`` with :math:`\mu \to a`, since :math:`f` only sees
+:math:`x - k`): measure-valued coupled :math:`(8a^2(2 - \pi/2)/\pi,\ 4a^2 + 4\sigma^2)`,
+uncoupled :math:`(\frac4\pi(a^2(2-\pi/2) + \sigma^2),\ 16a^2 + 8\sigma^2)`; pathwise
+:math:`(2y, 2y\varepsilon)` with :math:`y = a + \sigma\varepsilon`:
+:math:`(4\sigma^2,\ 4a^2 + 8\sigma^2)`; the delta method leaves :math:`(0, 0)`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from companion import closed_forms as cf
+from companion.experiments import measure_valued as E
+
+MU, SIGMA = 1.0, 1.0
+
+
+@pytest.mark.parametrize("k", [-2.0, 0.5, 3.0])
+def test_quadratic_curves_match_closed_forms(k):
+    c = E.variance_curves("quadratic", [k], MU, SIGMA)
+    a = MU - k
+    expected = {
+        "measure_valued": (8 * a**2 / math.pi * (2 - math.pi / 2), 4 * a**2 + 4 * SIGMA**2),
+        "measure_valued_uncoupled": (4 / math.pi * (a**2 * (2 - math.pi / 2) + SIGMA**2), 16 * a**2 + 8 * SIGMA**2),
+        "pathwise": (4 * SIGMA**2, 4 * a**2 + 8 * SIGMA**2),
+        "score_function+delta": (0.0, 0.0),
+        "score_function+delta_optimal": (0.0, 0.0),
+    }
+    for est, value in expected.items():
+        np.testing.assert_allclose(c[est][0], value, rtol=1e-9, atol=1e-9, err_msg=est)
+
+
+@pytest.mark.parametrize("name, k", [("exp", 1.0), ("cos", 2.0), ("quadratic", 1.5)])
+def test_curves_match_adaptive_quadrature(name, k):
+    """The score function and pathwise curves agree with :mod:`companion.closed_forms`'s
+    independent adaptive quadrature, and the reductions never exceed what they reduce."""
+    c = E.variance_curves(name, [k], MU, SIGMA)
+    for est in ("pathwise", "score_function"):
+        np.testing.assert_allclose(c[est][0], cf.gaussian_estimator_variance(name, est, k, MU, SIGMA), rtol=1e-8)
+    assert np.all(c["score_function+optimal_baseline"][0] <= c["score_function"][0] + 1e-12)
+    assert np.all(c["score_function+delta_optimal"][0] <= c["score_function"][0] + 1e-12)
+
+
+@pytest.mark.parametrize("name, k", [("exp", 1.0), ("cos", 2.0)])
+def test_curves_match_simulation(seed, stats, name, k):
+    r"""The library's estimators, simulated, have the quadrature's variances (5 standard
+    errors of a sample variance, with the fourth moment taken from the sample)."""
+    n = 40_000
+    c = E.variance_curves(name, [k], MU, SIGMA)
+    f = E.torch_function(name, k)
+    p = torch.tensor([MU, SIGMA], dtype=torch.float64)
+    from companion import control_variates as cv
+    from companion.estimators import pathwise, score_function
+    from companion.measure_valued import measure_valued
+
+    runs = {
+        "score_function": score_function(f, E._normal, p, n),
+        "score_function+delta": cv.score_function_delta(f, E._normal, p, n),
+        "pathwise": pathwise(f, E._normal, p, n),
+        "measure_valued": measure_valued(f, E._normal, p, n),
+        "measure_valued_uncoupled": measure_valued(f, E._normal, p, n, coupling=False),
+    }
+    for est, g in runs.items():
+        s = g.numpy()
+        mu4 = ((s - s.mean(0)) ** 4).mean(0)
+        stats.assert_var(g, c[est][0], mu4, what=f"{name} {est}")
+
+
+def test_dimension_sweep_against_simulation(seed, stats):
+    """The closed forms of :func:`dimension_sweep` (derived in its docstring) against the estimators."""
+    n = 20_000
+    d = E.dimension_sweep([1, 3, 8])
+    for i, dim in enumerate([1, 3, 8]):
+        torch.manual_seed(seed + dim)
+        p = torch.stack([torch.full((dim,), MU), torch.full((dim,), SIGMA)]).double()
+        from torch.distributions import Independent, Normal
+
+        from companion.estimators import score_function
+
+        g = score_function(lambda x: (x**2).sum(-1), lambda q: Independent(Normal(q[0], q[1]), 1), p, n)[:, 0, 0]
+        s = g.numpy()
+        stats.assert_var(g, d["score_function"][i], ((s - s.mean()) ** 4).mean(), what=f"score function D={dim}")
+        sim = E.simulated_dimension_variances(dim, n)
+        assert abs(sim["pathwise"] - 4 * SIGMA**2) < 0.2
+        assert abs(sim["measure_valued"] - d["measure_valued"][i]) < 0.1
+    assert d["evaluations"]["measure_valued"].tolist() == [4, 12, 32]
+    # Pathwise and measure-valued do not grow with D; the score function does.
+    assert d["score_function"][2] > 10 * d["score_function"][0]
+
+
+def test_rao_blackwell_exact_against_simulation(seed, stats):
+    r"""Enumeration over :math:`z` (docstring of :func:`rao_blackwell_exact`) against
+    200,000 draws; Rao-Blackwellisation lowers every coordinate's variance."""
+    theta, m = E.rao_blackwell_problem()
+    exact = E.rao_blackwell_exact(theta, m)
+    sim = E.rao_blackwell_simulated(theta, m, 200_000)
+    for est, g in sim.items():
+        stats.assert_mean(g, exact["gradient"], what=est)
+        s = g.numpy()
+        stats.assert_var(g, exact[est], ((s - s.mean(0)) ** 4).mean(0), what=est)
+    assert np.all(exact["score_function+rao_blackwell"] < exact["score_function"])
+
+
+def test_poincare_bound_holds_and_is_tight_for_quadratic():
+    for name in E.FUNCTIONS:
+        c = E.poincare_curves(name, np.linspace(0.2, 3.0, 15))
+        assert np.all(c["variance"] <= c["poincare"] * (1 + 1e-9))
+        assert np.all(c["poincare"] <= c["lipschitz"] * (1 + 1e-9))
+    q = E.poincare_curves("quadratic", [0.0, 2.0])
+    np.testing.assert_allclose(q["variance"], q["poincare"], rtol=1e-10)
+
+
+def test_weak_derivative_densities_match_the_derivatives():
+    r""":math:`\partial_\mu p = c_\mu(p^+ - p^-)` and :math:`\partial_\sigma p = c_\sigma(p_M - p)`
+    pointwise, and each part integrates to one."""
+    x = np.linspace(-9, 11, 20001)
+    d = E.weak_derivative_densities(x, 1.0, 1.5)
+    np.testing.assert_allclose(d["dmu"], d["c_mu"] * (d["plus_mu"] - d["minus_mu"]), atol=1e-12)
+    np.testing.assert_allclose(d["dsigma"], d["c_sigma"] * (d["maxwell"] - d["normal"]), atol=1e-12)
+    for part in ("plus_mu", "minus_mu", "maxwell", "normal"):
+        assert abs(np.trapezoid(d[part], x) - 1.0) < 1e-6
+
+
+def test_toolbox_shapes_and_rqmc():
+    tb = E.toolbox("cos", 1.0, 400, seeds=[0, 1])
+    assert all(v.shape == (2, 2) for v in tb.values())
+    r = E.rqmc_variance("cos", 1.0, [16, 64], repeats=20)
+    assert r["pathwise"].shape == (2, 2) and r["pathwise+qmc"].shape == (2, 2)
+
+
+def test_bad_names():
+    with pytest.raises(ValueError, match="name must be one of"):
+        E.variance_curves("sin", [1.0])
+    with pytest.raises(ValueError, match="name must be one of"):
+        E.poincare_curves("sin", [1.0])
