@@ -230,3 +230,5 @@ def pathwise(
             warnings.filterwarnings("ignore", message="There is a performance drop")
             jac = vmap(grad(one_value), in_dims=(None, 0), randomness="different")(theta, torch.arange(n))
     return jac.to(device)
+
+from companion.discrete import arm, disarm, rebar  # noqa: E402,F401
