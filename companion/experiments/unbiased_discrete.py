@@ -30,6 +30,7 @@ from companion.gumbel import gumbel_rao, gumbel_softmax
 __all__ = [
     "NAMES",
     "COST",
+    "COLORS",
     "toy_f",
     "toy_exact",
     "estimate",
@@ -56,6 +57,18 @@ COST = {
     "disarm": (2, 0),
     "rebar": (3, 1),
     "relax": (3, 1),  # f at b and the control eta f(sigma(z/lam)) + r(z) twice
+}
+
+#: One colour per estimator in this chapter's figures (canonical names as keys).
+COLORS = {
+    "exact": "#333333",
+    "score_function": "#bcbd22",
+    "straight_through": "#9467bd",
+    "gumbel_rao": "#e377c2",
+    "arm": "#8c564b",
+    "disarm": "#17becf",
+    "rebar": "#1f77b4",
+    "relax": "#d62728",
 }
 
 TEMPERATURE = 0.5  # straight-through, Gumbel-Rao and REBAR
