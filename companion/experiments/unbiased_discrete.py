@@ -230,8 +230,10 @@ def all_codes(d: int) -> torch.Tensor:
 
 
 def encoder_logits(m: BinaryVAE, x: torch.Tensor) -> torch.Tensor:
-    """(S, B, d) for images x of shape (S, B, 64) or (B, 64)."""
-    return torch.einsum("...bp,spd->sbd", x, m.w_enc) + m.c_enc[:, None]
+    """(S, B, d) for images x of shape (S, B, 64) (one batch per model) or (B, 64) (shared)."""
+    if x.dim() == 2:
+        return torch.einsum("bp,spd->sbd", x, m.w_enc) + m.c_enc[:, None]
+    return torch.einsum("sbp,spd->sbd", x, m.w_enc) + m.c_enc[:, None]
 
 
 def log_likelihood(m: BinaryVAE, x: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
