@@ -29,10 +29,14 @@ WEIGHTS = torch.tensor([1.0, -2.0, 0.5, 3.0, 0.0])
 
 
 def per_sample_gradients(sampler, logits=LOGITS, n=N):
-    """Row i: the gradient of w . D_i with respect to the logits, one sample per row."""
+    """Row i: the gradient of (w . D_i)^2 with respect to the logits, one sample per row.
+
+    A nonlinear f makes straight-through's gradient, 2 (w . D) w^T dsoftmax/dlogits, depend
+    on the sampled D, so a Gumbel-Rao that ignored the conditioning on D would change the
+    mean and fail the tests below."""
     rows = logits.expand(n, logits.shape[-1]).clone().requires_grad_(True)
     y = sampler(rows)
-    (y * WEIGHTS).sum().backward()
+    ((y * WEIGHTS).sum(-1) ** 2).sum().backward()
     return y.detach(), rows.grad
 
 
