@@ -47,7 +47,7 @@ sys.path.insert(0, str(ROOT))
 from companion import estimators, gumbel, reparam, validation  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
-BUDGET_S = {"07_vae.ipynb": 90}
+BUDGET_S = {"07_vae.ipynb": 90, "07_unbiased_discrete.ipynb": 90}
 DEFAULT_BUDGET_S = 30
 
 
@@ -303,6 +303,47 @@ def bench_measure_valued(device: torch.device, n: int, rounds: int) -> None:
                "pathwise, per sample", "-", None, ratio=t[name] / (e * n) / (t["pathwise"] / n),
                note=f"{e} evaluation(s) of f per sample")
         ROWS[-1].update(evaluations_per_sample=e, time_per_evaluation_s=t[name] / (e * n))
+def bench_discrete(device: torch.device, sizes: list[int], rounds: int, n: int = 100) -> None:
+    r"""Chapter 7's estimators for d independent bits, f(b) = sum_j (b_j - 0.3)^2: time per sample.
+
+    Each row: the estimator's time divided by ``n`` samples, beside the score function with
+    the leave-one-out baseline (the reference) at the same size; ratio = estimator / reference.
+    Gumbel-softmax, straight-through and Gumbel-Rao (k = 10) use two categories with logits
+    (theta, 0) and include the backward pass to theta. Cost per sample in evaluations of f:
+    score function, Gumbel-softmax, Gumbel-Rao 1; ARM, DisARM 2; REBAR 3.
+    """
+    from torch.distributions import Bernoulli
+
+    from companion import discrete
+
+    header(f"Discrete-variable estimators on {device}, d bits, {n} samples (time per sample)")
+
+    def f(b):
+        return ((b - 0.3) ** 2).reshape(b.shape[0], -1).sum(-1)
+
+    def relaxed(sampler, theta):
+        rows = theta.expand(n, -1).clone().requires_grad_(True)
+        two = torch.stack([rows, torch.zeros_like(rows)], dim=-1)
+        (g,) = torch.autograd.grad(f(sampler(two)[..., 0]), rows, torch.ones(n, device=device))
+        return g
+
+    for d in sizes:
+        theta = torch.linspace(-2.0, 2.0, d).to(device)
+        cases = {
+            "score_function baseline='loo'": lambda: estimators.score_function(
+                f, lambda p: Bernoulli(logits=p), theta, n, baseline="loo"),
+            "gumbel_softmax": lambda: relaxed(lambda l2: gumbel.gumbel_softmax(l2, 0.5), theta),
+            "arm": lambda: discrete.arm(f, theta, n),
+            "disarm": lambda: discrete.disarm(f, theta, n),
+            "rebar": lambda: discrete.rebar(f, theta, n),
+            "gumbel_rao k=10": lambda: relaxed(lambda l2: gumbel.gumbel_rao(l2, 0.5, 10), theta),
+        }
+        t = interleaved(cases, device, rounds)
+        ref = t["score_function baseline='loo'"] / n
+        for name in cases:
+            per = t[name] / n
+            record("discrete", name, d, device, per, ref, "score_function loo", "-", None,
+                   note="time per sample; size = number of bits", ratio=per / ref)
 
 
 def bench_efficiency(device: torch.device, n: int) -> None:
@@ -506,6 +547,7 @@ def main(argv: list[str] | None = None) -> int:
             bench_estimators(device, n_est, rounds, loop_n)
             bench_vae_seeds(device, rounds)
             bench_measure_valued(device, n_est, rounds)
+            bench_discrete(device, [10, 1000] if args.quick else [10, 100, 1000, 10000], rounds)
             if args.efficiency:
                 bench_efficiency(device, 10**4 if args.quick else 10**5)
     if args.book or args.only_book:

@@ -338,4 +338,8 @@ def pathwise(
     if validation._VALIDATE and not bool(torch.isfinite(jac).all()):
         _raise_non_finite_rows(jac, x, n, "the derivative of f that autograd computes (f itself is finite there)")
     return jac.to(device)
+
+
+# Estimators defined in their own modules, exposed here under one namespace.
 from companion.measure_valued import measure_valued  # noqa: E402,F401
+from companion.discrete import arm, disarm, rebar  # noqa: E402,F401

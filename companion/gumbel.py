@@ -279,3 +279,71 @@ def _gumbel_softmax(logits, tau, hard, g, generator, masked: bool, small_tau: bo
     if hard:
         y = _straight_through(y)
     return y if y.dtype == out_dtype else y.to(out_dtype)
+
+
+# --------------------------------------------------------------------------- Gumbel-Rao
+def _gumbel_rao_logits(logits) -> torch.Tensor:
+    """Checks for :func:`gumbel_rao`: -inf entries are masked categories (never sampled);
+    NaN and +inf are errors, and so is a row with every category masked."""
+    logits = check_tensor("logits", logits)
+    if logits.dim() == 0 or logits.shape[-1] < 1:
+        raise ValueError(f"logits must have a last dimension of at least one category, got shape {tuple(logits.shape)}")
+    finite = torch.isfinite(logits.detach())
+    if bool((torch.isnan(logits.detach()) | (logits.detach() == float("inf"))).any()):
+        raise ValueError("logits must be finite or -inf (a masked category), got NaN or +inf entries")
+    if not bool(finite.any(dim=-1).all()):
+        raise ValueError("logits has a row whose categories are all masked (-inf): nothing to sample")
+    return logits
+
+
+def gumbel_rao(logits: torch.Tensor, temperature=1.0, k: int = 1) -> torch.Tensor:
+    r"""Straight-through Gumbel-softmax, Rao-Blackwellized over the Gumbels (Paulus et al., 2021).
+
+    The forward value is the one-hot :math:`D` of a Gumbel-max sample, as
+    ``gumbel_softmax(logits, temperature, hard=True)``. The backward pass uses
+
+    .. math::
+
+        \frac1k \sum_{j=1}^k \operatorname{softmax}\bigl((\ell + G^{(j)})/\tau\bigr),
+        \qquad G^{(j)} \sim \text{Gumbel}(0, 1)^K \text{ conditioned on }
+        \arg\max(\ell + G^{(j)}) = D,
+
+    with the :math:`G^{(j)}` held fixed when differentiating (as straight-through holds its
+    one :math:`G`). By the tower rule the expected gradient equals straight-through's;
+    averaging :math:`k` conditional draws only removes variance, so for :math:`k > 1` its
+    variance is lower. The conditional draws use :math:`E_j \sim \operatorname{Exp}(1)`:
+    the maximum is :math:`z_D = \log \sum_j e^{\ell_j} - \log E_D` (Gumbel, independent of
+    the argmax), the others are Gumbels truncated below it,
+    :math:`z_i = -\log\bigl(e^{-z_D} + E_i e^{-\ell_i}\bigr)`, computed as a ``logaddexp``
+    after subtracting the row maximum, so extreme logits stay finite.
+
+    Args:
+        logits: :math:`\ell`, shape ``(..., K)``; ``-inf`` marks a masked category
+            (never sampled, zero gradient); NaN and ``+inf`` are errors.
+        temperature: :math:`\tau > 0`.
+        k: number of conditional Gumbel draws :math:`k \ge 1`.
+
+    Returns:
+        The one-hot sample, shape ``logits.shape``, differentiable in ``logits``.
+    """
+    from companion.validation import check_positive_int  # noqa: PLC0415 (keeps the module's imports untouched)
+
+    logits = _gumbel_rao_logits(logits)
+    k = check_positive_int("k", k)
+    tau = check_positive("temperature", as_tensor("temperature", temperature, like=logits))
+    with torch.no_grad():
+        shifted = logits.detach() - logits.detach().amax(dim=-1, keepdim=True)
+        index = torch.argmax(shifted + gumbel(logits.shape, dtype=logits.dtype, device=logits.device), dim=-1)
+        d_hard = torch.zeros_like(shifted).scatter_(-1, index.unsqueeze(-1), 1.0)
+        log_e = uniform_open((k,) + tuple(logits.shape), dtype=logits.dtype).neg_().log1p_().neg_()
+        log_e = log_e.log_().to(logits.device)  # log E with E = -log(1 - u) ~ Exp(1)
+        log_z = torch.logsumexp(shifted, dim=-1, keepdim=True)
+        log_e_d = (log_e * d_hard).sum(dim=-1, keepdim=True)
+        z_max = log_z - log_e_d  # the perturbed maximum
+        z_other = -torch.logaddexp(-z_max, log_e - shifted)  # truncated Gumbels; -inf where masked
+        z = torch.where(d_hard.bool(), z_max, z_other)
+    # Gradient of the unconditional map l -> l + G at fixed G: identity on unmasked entries.
+    live = torch.isfinite(logits.detach())
+    ell = torch.where(live, logits, torch.zeros_like(logits))
+    y_soft = torch.softmax((z + (ell - ell.detach())) / tau, dim=-1).mean(dim=0)
+    return d_hard - y_soft.detach() + y_soft

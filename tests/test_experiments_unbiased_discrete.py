@@ -1,0 +1,137 @@
+r"""Chapter 7's experiment code: the exact ELBO by enumeration, and the estimators on it.
+
+Facts used:
+
+* For independent Bernoulli latents, :math:`q(b \mid x) = \prod_j \sigma(\ell_j)^{b_j}
+  \sigma(-\ell_j)^{1-b_j}`, and the ELBO is :math:`\sum_b q(b \mid x)\,[\log p(x \mid b) +
+  \log p(b) - \log q(b \mid x)]`, a finite sum over the :math:`2^d` codes; it is at most
+  :math:`\log p(x) = \log \sum_b p(b)\,p(x \mid b)`, with equality iff
+  :math:`q(b \mid x) = p(b \mid x)`.
+* An unbiased estimator's mean over many independent estimates lies within 5 standard
+  errors of the exact gradient.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from companion.experiments import unbiased_discrete as U
+
+torch.set_num_threads(1)
+
+
+def tiny(d=3, seeds=2, batch=4, seed=0):
+    m = U.init_vae(seeds, d, seed=seed)
+    with torch.no_grad():
+        g = torch.Generator().manual_seed(seed + 7)
+        m.w_enc.add_(0.2 * torch.randn(m.w_enc.shape, generator=g))  # logits of size ~1, no rare events
+        m.w_dec.add_(torch.randn(m.w_dec.shape, generator=g))
+    x = (torch.rand(batch, 64, generator=torch.Generator().manual_seed(3)) < 0.4).float()
+    return m, x
+
+
+def brute_force_elbo(m, x, s, i):
+    """The ELBO of image i under model s, one code at a time (module docstring)."""
+    d = m.w_enc.shape[2]
+    logits = x[i] @ m.w_enc[s] + m.c_enc[s]
+    total = 0.0
+    for code in U.all_codes(d):
+        log_q = (code * torch.nn.functional.logsigmoid(logits)
+                 + (1 - code) * torch.nn.functional.logsigmoid(-logits)).sum()
+        a = code @ m.w_dec[s] + m.c_dec[s]
+        ll = torch.distributions.Bernoulli(logits=a).log_prob(x[i]).sum()
+        total += log_q.exp() * (ll - d * math.log(2) - log_q)
+    return total
+
+
+def log_marginal(m, x, s, i):
+    d = m.w_enc.shape[2]
+    codes = U.all_codes(d)
+    a = codes @ m.w_dec[s] + m.c_dec[s]
+    ll = torch.distributions.Bernoulli(logits=a).log_prob(x[i]).sum(-1)
+    return torch.logsumexp(ll - d * math.log(2), 0)
+
+
+def test_exact_elbo_matches_brute_force_and_is_a_bound():
+    m, x = tiny()
+    with torch.no_grad():
+        elbo = U.exact_elbo(m, x)
+        assert elbo.shape == (2, 4)
+        for s in range(2):
+            for i in range(4):
+                assert math.isclose(elbo[s, i].item(), brute_force_elbo(m, x, s, i).item(), rel_tol=1e-4)
+                assert elbo[s, i].item() <= log_marginal(m, x, s, i).item() + 1e-4
+
+
+def test_one_batch_per_model_matches_each_model_alone():
+    """x of shape (S, B, 64) gives model s the batch x[s] only (as training uses it)."""
+    m, _ = tiny()
+    xs = (torch.rand(2, 4, 64, generator=torch.Generator().manual_seed(5)) < 0.4).float()
+    with torch.no_grad():
+        elbo = U.exact_elbo(m, xs)
+        for s in range(2):
+            assert torch.allclose(elbo[s], U.exact_elbo(m, xs[s])[s], atol=1e-5)
+    g3 = U.encoder_gradient("exact", m, xs, 0)
+    for s in range(2):
+        assert torch.allclose(g3[0, s], U.encoder_gradient("exact", m, xs[s], 0)[0, s], atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["score_function", "arm", "disarm", "rebar"])
+def test_unbiased_encoder_gradient_on_the_vae(name, seed, stats):
+    """Mean of 4000 independent estimates within 5 SE of the enumerated encoder gradient."""
+    m, _ = tiny()
+    x = (torch.rand(2, 4, 64, generator=torch.Generator().manual_seed(3)) < 0.4).float()
+    exact = U.encoder_gradient("exact", m, x, 0)
+    est = U.encoder_gradient(name, m, x, 2, reps=4000)
+    assert est.shape == (4000,) + exact.shape[1:]
+    stats.assert_mean(est.reshape(4000, -1), exact.reshape(-1), what=f"{name} on the VAE")
+
+
+def test_straight_through_is_biased_on_the_vae(seed):
+    """Straight-through's mean is measurably off the exact gradient (so the check above has teeth)."""
+    m, x = tiny()
+    exact = U.encoder_gradient("exact", m, x, 0).reshape(-1)
+    est = U.encoder_gradient("straight_through", m, x, 2, reps=4000).reshape(4000, -1)
+    z = (est.mean(0) - exact).abs() / (est.std(0) / math.sqrt(4000) + 1e-12)
+    assert z.max() > 10
+
+
+def test_toy_estimators_are_unbiased(seed, stats):
+    theta = torch.tensor([-2.0, 0.5, 1.5])
+    for name in ("score_function", "arm", "disarm"):
+        g = U.estimate(name, U.toy_f(0.45), theta, 100_000)
+        stats.assert_mean(g, U.toy_exact(theta, 0.45), what=name)
+
+
+def test_gradient_quality_measures_a_known_bias():
+    torch.manual_seed(0)
+    exact = torch.tensor([[[3.0, 4.0]]])  # norm 5
+    est = exact + torch.tensor([0.5, 0.0]) + 0.01 * torch.randn(10_000, 1, 2)
+    q = U.gradient_quality(est, exact)
+    assert abs(q.rel_bias.item() - 0.1) < 0.005
+    assert q.noise_floor.item() < 1e-3 and q.cosine.item() > 0.99
+    assert abs(q.rel_var.item() - 2e-4 / 25) < 2e-6
+
+
+def test_budget_sets_the_number_of_samples():
+    assert [U.n_for_budget(n, 6) for n in ("score_function", "arm", "rebar")] == [6, 3, 2]
+    with pytest.raises(ValueError, match="too small"):
+        U.n_for_budget("score_function", 1)
+    with pytest.raises(ValueError, match="unknown estimator"):
+        U.estimate("nope", U.toy_f(0.4), torch.zeros(1), 2)
+
+
+def test_training_raises_the_exact_elbo():
+    run = U.train_vae("disarm", 40, 6, seeds=2, d=4, batch=16, lr=0.03, eval_every=20)
+    assert run.elbo.shape == (3, 2) and run.steps == [0, 20, 40]
+    assert (run.elbo[-1] > run.elbo[0] + 1.0).all()
+
+
+def test_relax_control_training_lowers_the_mean_square(seed):
+    theta = torch.tensor([-1.0, 0.0, 2.0])
+    control, history = U.train_control(U.toy_f(0.499), theta, steps=60, n=64)
+    first, last = sum(history[:10]) / 10, sum(history[-10:]) / 10
+    assert last < first
