@@ -230,3 +230,4 @@ def pathwise(
             warnings.filterwarnings("ignore", message="There is a performance drop")
             jac = vmap(grad(one_value), in_dims=(None, 0), randomness="different")(theta, torch.arange(n))
     return jac.to(device)
+from companion.multisample import elbo_gradient, iwae_bound  # noqa: E402,F401
