@@ -35,6 +35,7 @@ Conventions:
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Callable
 
 import torch
@@ -275,7 +276,8 @@ def elbo_gradient(
                     return (w.square() * log_w).sum(), log_w.detach()
                 return _log_mean_exp(log_w), log_w.detach()
 
-            with _no_validation():
+            with _no_validation(), warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message="There is a performance drop")
                 grads, log_w = vmap(grad(one, has_aux=True), in_dims=(None, 0), randomness="different")(
                     theta, torch.arange(n)
                 )
