@@ -434,7 +434,7 @@ def train(params: dict, x_train: torch.Tensor, loss_fn, n_steps: int, batch_size
     if s % n_groups:
         raise ValueError(f"n_groups={n_groups} must divide the number of slices {s}")
     g = torch.Generator().manual_seed(seed)
-    opt = torch.optim.Adam(list(params.values()), lr=lr)
+    opt = torch.optim.Adam(list(params.values()), lr=lr, fused=True)
     curve, running = [], torch.zeros(s)
     for step in range(n_steps):
         idx = torch.randint(0, x_train.shape[0], (s // n_groups, batch_size), generator=g)
