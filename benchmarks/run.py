@@ -47,7 +47,7 @@ sys.path.insert(0, str(ROOT))
 from companion import estimators, gumbel, reparam, validation  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
-BUDGET_S = {"07_vae.ipynb": 90, "07_unbiased_discrete.ipynb": 90}
+BUDGET_S = {"07_vae.ipynb": 90, "07_unbiased_discrete.ipynb": 90, "10_beyond_the_elbo.ipynb": 90}
 DEFAULT_BUDGET_S = 30
 
 
@@ -344,6 +344,36 @@ def bench_discrete(device: torch.device, sizes: list[int], rounds: int, n: int =
             per = t[name] / n
             record("discrete", name, d, device, per, ref, "score_function loo", "-", None,
                    note="time per sample; size = number of bits", ratio=per / ref)
+def bench_multisample(device: torch.device, n: int, rounds: int) -> None:
+    r"""``elbo_gradient`` of the k-sample bound, each variant, against the one-sample ELBO's
+    gradient at the same total number of samples (``n`` estimates of k draws vs ``n k``
+    estimates of one draw), on the conjugate model z ~ N(0, 1), x | z ~ N(z, 1).
+    Goal: ``"dreg"`` at most 1.5x ``"reparam"`` at the same k.
+    """
+    from companion.multisample import GRADIENTS, elbo_gradient
+
+    header(f"Multi-sample gradients on {device}: companion.estimators.elbo_gradient, conjugate model")
+    params = torch.tensor([0.2, -0.3], device=device)
+
+    def log_joint(z):
+        return -0.5 * z * z - 0.5 * (1.4 - z) ** 2
+
+    def q_fn(p):
+        return Normal(p[0], p[1].exp())
+
+    for k in (5, 20):
+        m = max(1, n // k)
+        one = lambda: elbo_gradient(log_joint, q_fn, params, m * k, 1, "reparam")  # noqa: E731
+        for g in GRADIENTS:
+            ours = lambda g=g: elbo_gradient(log_joint, q_fn, params, m, k, g)  # noqa: E731
+            t = interleaved({"companion": ours, "elbo": one}, device, rounds)
+            record("multisample", f"{g}, k={k}", m * k, device, t["companion"], t["elbo"],
+                   "one-sample ELBO, same draws", "", None, ratio=t["ratio"])
+        t = interleaved({"dreg": lambda: elbo_gradient(log_joint, q_fn, params, m, k, "dreg"),
+                         "reparam": lambda: elbo_gradient(log_joint, q_fn, params, m, k, "reparam")},
+                        device, rounds)
+        record("multisample", f"dreg vs reparam, k={k}", m * k, device, t["dreg"], t["reparam"],
+               "reparam, same k", "<= 1.5", t["ratio"] <= 1.5, ratio=t["ratio"])
 
 
 def bench_efficiency(device: torch.device, n: int) -> None:
@@ -548,6 +578,7 @@ def main(argv: list[str] | None = None) -> int:
             bench_vae_seeds(device, rounds)
             bench_measure_valued(device, n_est, rounds)
             bench_discrete(device, [10, 1000] if args.quick else [10, 100, 1000, 10000], rounds)
+            bench_multisample(device, n_est, rounds)
             if args.efficiency:
                 bench_efficiency(device, 10**4 if args.quick else 10**5)
     if args.book or args.only_book:

@@ -343,3 +343,4 @@ def pathwise(
 # Estimators defined in their own modules, exposed here under one namespace.
 from companion.measure_valued import measure_valued  # noqa: E402,F401
 from companion.discrete import arm, disarm, rebar  # noqa: E402,F401
+from companion.multisample import elbo_gradient, iwae_bound  # noqa: E402,F401

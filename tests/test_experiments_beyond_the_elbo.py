@@ -1,0 +1,259 @@
+r"""Chapter 10's experiment code: closed forms, the batched VAEs' estimators, training.
+
+The conjugate model's closed forms are derived in ``tests/test_multisample.py``'s
+module docstring: posterior :math:`N(x/2, 1/2)`, evidence :math:`N(x; 0, 2)`,
+:math:`\mathcal L_1(m, s)` and its gradient :math:`(x - 2m, 1 - 2s^2)`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from companion.experiments import beyond_the_elbo as be
+
+X = be.CONJUGATE_X
+
+
+# -- conjugate model ---------------------------------------------------------------------------
+
+
+def test_elbo_closed_form_gradient_matches_finite_differences():
+    m, ls, h = 0.2, -0.3, 1e-6
+    gm = (be.conjugate_elbo(m + h, ls) - be.conjugate_elbo(m - h, ls)) / (2 * h)
+    gs = (be.conjugate_elbo(m, ls + h) - be.conjugate_elbo(m, ls - h)) / (2 * h)
+    assert (gm, gs) == pytest.approx(be.conjugate_elbo_gradient(m, ls), abs=1e-6)
+
+
+def test_elbo_at_posterior_is_the_evidence():
+    r"""At :math:`q = p(z \mid x)` the KL to the posterior is zero, so :math:`\mathcal L_1 = \log p(x)`."""
+    post = be.conjugate_posterior_params(dtype=torch.float64)
+    assert be.conjugate_elbo(float(post[0]), float(post[1])) == pytest.approx(be.conjugate_log_evidence(), abs=1e-12)
+    assert be.conjugate_elbo_gradient(float(post[0]), float(post[1])) == pytest.approx((0.0, 0.0), abs=1e-12)
+
+
+def test_log_joint_integrates_to_the_evidence():
+    """Quadrature of exp(log_joint) over z gives p(x) = N(x; 0, 2)."""
+    from scipy import integrate
+
+    lj = be.conjugate_log_joint()
+    value, _ = integrate.quad(lambda z: math.exp(float(lj(torch.tensor(z, dtype=torch.float64)))), -30, 30)
+    assert math.log(value) == pytest.approx(be.conjugate_log_evidence(), abs=1e-9)
+
+
+def test_weight_variance(seed, stats):
+    r""":math:`V = \operatorname{Var}_q[p(z\mid x)/q(z)]` by quadrature vs a Monte Carlo variance.
+
+    The Monte Carlo variance's standard error uses the sample fourth central moment
+    (finite here: :math:`\mathbb E_q r^4 < \infty` needs :math:`s^2 > 3/8`, and :math:`s^2 = e^{-0.6} \approx 0.55`).
+    At the posterior :math:`V = 0`."""
+    theta = torch.tensor([0.2, -0.3], dtype=torch.float64)
+    v = be.conjugate_weight_variance(theta)
+    q = be.conjugate_q(theta)
+    z = q.sample((400_000,))
+    post = torch.distributions.Normal(torch.tensor(X / 2, dtype=torch.float64), math.sqrt(0.5))
+    r = (post.log_prob(z) - q.log_prob(z)).exp()
+    c = r - r.mean()
+    mu4 = float((c**4).mean())
+    stats.assert_var(r[:, None], [v], [mu4], "weight variance")
+    assert be.conjugate_weight_variance(be.conjugate_posterior_params(dtype=torch.float64)) == pytest.approx(0, abs=1e-9)
+    assert be.conjugate_weight_variance(torch.tensor([0.0, math.log(0.4)])) == math.inf
+
+
+def test_snr():
+    est = torch.tensor([[1.0, 2.0, 5.0], [3.0, 2.0, -5.0]])
+    out = be.snr(est)
+    assert out[0] == pytest.approx(2.0 / math.sqrt(2.0))
+    assert math.isnan(float(out[1]))
+    assert float(out[2]) == pytest.approx(0.0)
+    with pytest.raises(ValueError, match="estimates"):
+        be.snr(torch.ones(1, 3))
+    with pytest.raises(TypeError, match="estimates"):
+        be.snr([[1.0], [2.0]])
+
+
+def test_conjugate_snr_shapes(seed):
+    out = be.conjugate_snr(torch.tensor([0.2, -0.3]), [1, 3], n_estimates=50)
+    assert set(out) == {"reparam", "dreg"} and out["dreg"].shape == (2, 2)
+
+
+# -- Gaussian VAE ------------------------------------------------------------------------------
+
+
+def _tiny_gaussian(s=2, seed_offset=0):
+    return be.init_gaussian_vae([seed_offset + i for i in range(s)], n_latent=2, n_hidden=5, n_pixels=6)
+
+
+def _images(b=3, n=6, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return (torch.rand(b, n, generator=g) > 0.5).float()
+
+
+def test_init_is_per_seed():
+    p = be.init_gaussian_vae([0, 1, 0], n_hidden=8)
+    assert torch.equal(p["enc1_w"][0], p["enc1_w"][2]) and not torch.equal(p["enc1_w"][0], p["enc1_w"][1])
+    assert p["dec2_w"].shape == (3, 8, 64) and p["enc2_b"].shape == (3, 1, 8)
+
+
+def test_log_weights_match_torch_distributions():
+    r""":math:`\log w = \log\operatorname{Bern}(x; \sigma(\ell(z))) + \log N(z; 0, I) - \log N(z; \mu, \sigma^2)`, term by term."""
+    p, x = _tiny_gaussian(1), _images()
+    torch.manual_seed(0)
+    log_w, z = be.gaussian_log_weights(p, x, 4)
+    mu, sigma = be._encode_gaussian(p, x.expand(1, *x.shape))
+    logits = be._mlp(p, "dec", z.reshape(1, -1, 2)).reshape(1, 4, 3, 6)
+    D = torch.distributions
+    ref = (D.Bernoulli(logits=logits).log_prob(x).sum(-1) + D.Normal(0.0, 1.0).log_prob(z).sum(-1)
+           - D.Normal(mu.unsqueeze(1), sigma.unsqueeze(1)).log_prob(z).sum(-1))
+    torch.testing.assert_close(log_w, ref)
+
+
+def test_dreg_decoder_gradient_equals_reparam_and_encoder_matches_formula():
+    r"""With the same noise, the decoder's gradient is the IWAE one under both estimators,
+    :math:`\sum_j \tilde w_j \nabla_\theta \log p_\theta(x, z_j)`; the encoder's under
+    ``"dreg"`` equals autograd of :math:`\sum_j \operatorname{sg}(\tilde w_j^2)\log w_j`
+    with :math:`\log q`'s parameters stopped (the formula of :cite:t:`tucker2019`)."""
+    x, k = _images(), 4
+    grads = {}
+    for g in ["reparam", "dreg"]:
+        p = _tiny_gaussian()
+        torch.manual_seed(5)
+        loss, _ = be.gaussian_surrogate(p, x, k, g)
+        loss.backward()
+        grads[g] = {n: t.grad.clone() for n, t in p.items()}
+    for n in ["dec1_w", "dec1_b", "dec2_w", "dec2_b"]:
+        torch.testing.assert_close(grads["dreg"][n], grads["reparam"][n])
+    p = _tiny_gaussian()
+    torch.manual_seed(5)
+    log_w, _ = be.gaussian_log_weights(p, x, k, stop_q=True)
+    w = torch.softmax(log_w.detach(), 1)
+    ref = -(w.square() * log_w).sum(1).mean(1).sum()
+    enc = [p[n] for n in ["enc1_w", "enc1_b", "enc2_w", "enc2_b"]]
+    expected = torch.autograd.grad(ref, enc)
+    for n, e in zip(["enc1_w", "enc1_b", "enc2_w", "enc2_b"], expected):
+        torch.testing.assert_close(grads["dreg"][n], e)
+    assert not torch.allclose(grads["dreg"]["enc2_w"], grads["reparam"]["enc2_w"])
+
+
+def test_per_slice_k_uses_the_first_k_draws():
+    p, x = _tiny_gaussian(), _images()
+    torch.manual_seed(2)
+    log_w, _ = be.gaussian_log_weights(p, x, 3)
+    torch.manual_seed(2)
+    _, bound = be.gaussian_surrogate(p, x, [1, 3], ["reparam", "dreg"])
+    torch.testing.assert_close(bound[0], log_w[0, 0])
+    torch.testing.assert_close(bound[1], torch.logsumexp(log_w[1], 0) - math.log(3))
+    with pytest.raises(ValueError, match="k must be one value or one per slice"):
+        be.gaussian_surrogate(p, x, [1, 2, 3], "reparam")
+    with pytest.raises(ValueError, match="gradient"):
+        be.gaussian_surrogate(p, x, 2, "stl")
+
+
+@pytest.mark.parametrize("k", [1, 5])
+def test_dreg_and_reparam_encoder_gradients_agree_in_mean(k, seed, stats):
+    """Both are unbiased for the encoder's gradient of L_k (k = 1: DReG is STL)."""
+    p, x = _tiny_gaussian(1), _images()
+    a = be.gradient_estimates(p, x, k, "reparam", 4000)
+    b = be.gradient_estimates(p, x, k, "dreg", 4000)
+    assert a.shape == b.shape == (4000, 6 * 5 + 5 + 5 * 4 + 4)
+    stats.assert_same_mean(a, b, f"encoder gradient k={k}")
+    d = be.gradient_estimates(p, x, k, "reparam", 10, part="decoder")
+    assert d.shape == (10, 2 * 5 + 5 + 5 * 6 + 6)
+
+
+def test_iwae_eval_chunks_and_bounds():
+    """Chunked evaluation equals one pass with the same noise; L_k rises toward log p(x) with k."""
+    p, x = _tiny_gaussian(1), _images(b=4)
+    a = be.gaussian_iwae(p, x, 6, chunk=2, seed=3)
+    assert a.shape == (1, 4)
+    l1 = be.gaussian_iwae(p, x, 1, seed=1).mean()
+    l200 = be.gaussian_iwae(p, x, 200, seed=1).mean()
+    assert float(l200) > float(l1)
+
+
+# -- categorical VAE ---------------------------------------------------------------------------
+
+
+def _tiny_cat(s=1):
+    """A tiny categorical VAE whose decoder depends strongly on the code and whose q is far from uniform."""
+    p = be.init_categorical_vae(list(range(s)), n_latents=1, n_categories=3, n_hidden=5, n_pixels=6)
+    with torch.no_grad():
+        p["dec1_w"].mul_(6.0)
+        p["dec2_w"].mul_(4.0)
+        p["enc2_b"].copy_(torch.tensor([1.5, 0.0, -1.0]))
+    return p
+
+
+def _exact_cat(p, x, k):
+    r"""Exact :math:`\mathcal L_k` (enumerating :math:`3^k` tuples) and ELBO of one image, differentiable."""
+    logits = be._mlp(p, "enc", x.reshape(1, 1, -1)).reshape(3)
+    log_q = torch.log_softmax(logits, -1)
+    y = F.one_hot(torch.arange(3), 3).float().reshape(1, 3, 3)
+    ll = be._bernoulli_ll(be._mlp(p, "dec", y), x.reshape(1, 1, -1)).reshape(3)
+    log_w = ll - math.log(3) - log_q
+    bound = 0.0
+    for combo in itertools.product(range(3), repeat=k):
+        idx = torch.tensor(combo)
+        bound = bound + log_q[idx].sum().exp() * (torch.logsumexp(log_w[idx], 0) - math.log(k))
+    elbo = (log_q.exp() * ll).sum() - (log_q.exp() * (log_q + math.log(3))).sum()
+    return bound, elbo, torch.logsumexp(ll, 0) - math.log(3)
+
+
+@pytest.mark.parametrize("gradient", ["vimco", "score_function"])
+def test_categorical_estimators_unbiased_against_enumeration(gradient, seed, stats):
+    r"""VIMCO's mean is :math:`\nabla\mathcal L_k` and the score function's (LOO) is
+    :math:`\nabla\mathcal L_1` (exact ELBO), both computed by autograd through the
+    enumeration in :func:`_exact_cat`, for every encoder and decoder weight."""
+    p, x, k, n = _tiny_cat(), _images(b=1)[0], 3, 6000
+    bound, elbo, _ = _exact_cat(p, x, k)
+    names = list(p)
+    exact = torch.autograd.grad(bound if gradient == "vimco" else elbo, [p[m] for m in names])
+    exact = torch.cat([e.reshape(-1) for e in exact])
+    copies = {m: t.detach().expand(n, *t.shape[1:]).clone().requires_grad_() for m, t in p.items()}
+    loss, _ = be.categorical_surrogate(copies, x[None], k, gradient, n_latents=1, n_categories=3)
+    grads = torch.autograd.grad(loss, [copies[m] for m in names])
+    est = -torch.cat([g.reshape(n, -1) for g in grads], 1)
+    stats.assert_mean(est, exact.detach().numpy(), f"{gradient} vs enumeration")
+
+
+def test_categorical_exact_quantities():
+    p, x = _tiny_cat(), _images(b=2)
+    lp = be.categorical_log_marginal(p, x, n_latents=1, n_categories=3)
+    el = be.categorical_elbo(p, x, n_latents=1, n_categories=3)
+    for i in range(2):
+        _, elbo, log_px = _exact_cat(p, x[i], 1)
+        assert float(lp[0, i]) == pytest.approx(float(log_px.detach()), abs=1e-5)
+        assert float(el[0, i]) == pytest.approx(float(elbo.detach()), abs=1e-5)
+    assert bool((lp >= el - 1e-6).all())
+    with pytest.raises(ValueError, match="k must be >= 2"):
+        be.categorical_surrogate(p, x, 1, "vimco", n_latents=1, n_categories=3)
+
+
+# -- training ----------------------------------------------------------------------------------
+
+
+def test_train_pairs_groups_and_is_deterministic():
+    """With ``n_groups=2`` slice s of each group sees the same minibatches: a deterministic
+    loss then gives identical parameters in both groups; the same seed repeats the run."""
+    x = _images(b=20)
+
+    def loss_fn(p, xb):
+        target = xb.mean(1)  # (S, 6)
+        per = (p["w"] - target).square().sum(-1)
+        return per.sum(), -per.unsqueeze(1)
+
+    def run(groups):
+        p = {"w": torch.zeros(4, 6, requires_grad=True)}
+        return be.train(p, x, loss_fn, 20, batch_size=3, lr=0.1, log_every=5, n_groups=groups)
+
+    r = run(2)
+    torch.testing.assert_close(r.params["w"][:2], r.params["w"][2:])
+    assert r.curve.shape == (4, 4)
+    torch.testing.assert_close(run(2).params["w"], r.params["w"])
+    assert not torch.allclose(run(1).params["w"][:2], run(1).params["w"][2:])
+    with pytest.raises(ValueError, match="n_groups"):
+        run(3)

@@ -1,0 +1,376 @@
+r"""The multi-sample bound and its gradients against exact answers.
+
+The conjugate model. Prior :math:`z \sim N(0, 1)`, likelihood :math:`x \mid z \sim N(z, 1)`.
+Completing the square, :math:`\log p(x, z) = -\log 2\pi - z^2/2 - (x - z)^2/2
+= -\log 2\pi - x^2/4 - (z - x/2)^2`, so the posterior is :math:`N(x/2, 1/2)` and the
+evidence :math:`p(x) = N(x; 0, 2)`.
+
+The variational family :math:`q = N(m, s^2)` with ``params`` :math:`\theta = (m, \log s)`,
+and :math:`z = m + s\varepsilon`. With :math:`\mathbb E_q z^2 = m^2 + s^2`,
+:math:`\mathbb E_q (x - z)^2 = (x - m)^2 + s^2` and the entropy
+:math:`\tfrac12\log(2\pi e s^2)`,
+
+.. math::
+
+    \mathcal L_1(m, s) = -\tfrac12\log 2\pi - \tfrac12(m^2 + s^2) - \tfrac12\bigl((x - m)^2 + s^2\bigr)
+      + \tfrac12 + \log s,
+
+so :math:`\partial_m \mathcal L_1 = x - 2m` and :math:`\partial_{\log s}\mathcal L_1 = s\,\partial_s
+\mathcal L_1 = 1 - 2s^2`; both vanish at the posterior :math:`m = x/2,\ s^2 = 1/2`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch.distributions import Bernoulli, Categorical, Gamma, Normal, kl_divergence
+
+from companion import estimators
+from companion.multisample import GRADIENTS, elbo_gradient, iwae_bound
+
+X = 1.4
+N = 100_000
+M0, LOG_S0 = 0.2, -0.3  # a q away from the posterior
+
+
+def log_joint(z):
+    """log p(x, z) of the conjugate model, in z's dtype."""
+    x = torch.as_tensor(X, dtype=z.dtype)
+    return -math.log(2 * math.pi) - 0.5 * z.square() - 0.5 * (x - z).square()
+
+
+def q_fn(p):
+    return Normal(p[0], p[1].exp())
+
+
+def posterior_params(dtype=torch.float64):
+    return torch.tensor([X / 2, 0.5 * math.log(0.5)], dtype=dtype)
+
+
+def away_params(dtype=torch.float32):
+    return torch.tensor([M0, LOG_S0], dtype=dtype)
+
+
+def log_evidence() -> float:
+    return -0.5 * math.log(2 * math.pi * 2) - X**2 / 4
+
+
+def elbo_closed(m: float, log_s: float) -> float:
+    s2 = math.exp(2 * log_s)
+    return -0.5 * math.log(2 * math.pi) - 0.5 * (m * m + s2) - 0.5 * ((X - m) ** 2 + s2) + 0.5 + log_s
+
+
+def elbo_grad_closed(m: float, log_s: float) -> list[float]:
+    return [X - 2 * m, 1 - 2 * math.exp(2 * log_s)]
+
+
+# -- shapes, re-export, determinism ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("gradient", GRADIENTS)
+@pytest.mark.parametrize("k", [1, 3])
+def test_shape(gradient, k, seed):
+    g = elbo_gradient(log_joint, q_fn, away_params(), 7, k=k, gradient=gradient)
+    assert g.shape == (7, 2) and g.dtype == torch.float32 and bool(torch.isfinite(g).all())
+    b = iwae_bound(log_joint, q_fn, away_params(), 7, k)
+    assert b.shape == (7,)
+
+
+def test_reexported_from_estimators():
+    assert estimators.elbo_gradient is elbo_gradient and estimators.iwae_bound is iwae_bound
+
+
+@pytest.mark.parametrize("gradient", GRADIENTS)
+def test_same_seed_same_estimates(gradient):
+    torch.manual_seed(3)
+    a = elbo_gradient(log_joint, q_fn, away_params(), 50, k=4, gradient=gradient)
+    torch.manual_seed(3)
+    b = elbo_gradient(log_joint, q_fn, away_params(), 50, k=4, gradient=gradient)
+    assert torch.equal(a, b)
+
+
+# -- sticking the landing and DReG at the exact posterior ------------------------------------
+
+
+@pytest.mark.parametrize("gradient", ["stl", "dreg"])
+@pytest.mark.parametrize("k", [1, 2, 5, 20])
+def test_path_gradients_vanish_at_the_posterior(gradient, k, seed):
+    r"""At :math:`q = p(z \mid x)` every STL and DReG estimate is zero, for every k.
+
+    :math:`\log w(z) = \log p(x, z) - \log q_{\theta'}(z) = \log p(x) + \log p(z \mid x) - \log q_{\theta'}(z)`,
+    and with :math:`\theta' = \theta` the posterior's parameters the last two terms
+    cancel for every :math:`z`: :math:`\nabla_z \log w = -z + (x - z) + (z - m)/s^2
+    = x - 2z + 2(z - x/2) = 0` (with :math:`s^2 = 1/2,\ m = x/2`). Both estimators
+    multiply this path derivative by :math:`\partial z/\partial\theta` and weights, so
+    they are zero up to rounding (float64 here).
+    """
+    g = elbo_gradient(log_joint, q_fn, posterior_params(), 2000, k=k, gradient=gradient)
+    assert float(g.abs().max()) < 1e-10
+
+
+@pytest.mark.parametrize("k", [1, 2, 5, 20])
+def test_reparam_has_positive_variance_at_the_posterior(k, seed):
+    r"""``"reparam"`` keeps the score term :math:`-\nabla_\theta \log q_\theta(z)`, which is not zero.
+
+    At the posterior and :math:`k = 1`, along the path :math:`\log q_\theta(m + s\varepsilon)
+    = -\tfrac12\log 2\pi - \log s - \varepsilon^2/2`, so the reparameterized estimate is
+    :math:`\partial_m = (x - 2z) = -2s\varepsilon` and
+    :math:`\partial_{\log s} = (x - 2z)s\varepsilon + 1 = 1 - \varepsilon^2` (as :math:`2s^2 = 1`),
+    each of variance 2. For :math:`k > 1` the variance shrinks but stays positive.
+    """
+    g = elbo_gradient(log_joint, q_fn, posterior_params(), 2000, k=k, gradient="reparam")
+    assert bool((g.var(0) > 1e-3).all())
+
+
+def test_reparam_variance_at_the_posterior_closed_form(seed, stats):
+    r"""k = 1 at the posterior: :math:`\partial_m = -\sqrt2\,\varepsilon` (variance 2, fourth
+    central moment :math:`4 \cdot 3 = 12`) and :math:`\partial_{\log s} = 1 - \varepsilon^2`
+    (mean 0, variance :math:`3 - 1 = 2`, fourth central moment
+    :math:`\mathbb E(\varepsilon^2 - 1)^4 = 105 - 4\cdot 15 + 6 \cdot 3 - 4 + 1 = 60`); see
+    :func:`test_reparam_has_positive_variance_at_the_posterior` for the derivation."""
+    g = elbo_gradient(log_joint, q_fn, posterior_params(), N, k=1, gradient="reparam")
+    _, var_logs, mu4_logs = stats.poly_moments([1.0, 0.0, -1.0], stats.normal_moment)
+    assert (var_logs, mu4_logs) == (2.0, 60.0)
+    stats.assert_mean(g, [0.0, 0.0], "reparam mean at the posterior")
+    stats.assert_var(g, [2.0, 2.0], [12.0, 60.0], "reparam variance at the posterior")
+
+
+# -- unbiasedness -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("gradient", GRADIENTS)
+def test_k1_mean_is_the_closed_form_elbo_gradient(gradient, seed, stats):
+    r"""k = 1: ``"reparam"``, ``"stl"``, ``"dreg"`` and ``"score"`` are unbiased for
+    :math:`\nabla\mathcal L_1 = (x - 2m,\ 1 - 2s^2)` (module docstring). STL drops
+    :math:`-\nabla_\theta\log q_\theta(z)` at fixed :math:`z`, whose mean is zero;
+    the score estimate is :math:`(\log w - 1)\nabla_\theta \log q_\theta(z)`, unbiased
+    because :math:`\nabla\mathbb E_q[f_\theta] = \mathbb E_q[f_\theta\nabla\log q + \nabla f_\theta]`
+    with :math:`\nabla_\theta f_\theta = -\nabla_\theta \log q_\theta`."""
+    g = elbo_gradient(log_joint, q_fn, away_params(), N, k=1, gradient=gradient)
+    stats.assert_mean(g, elbo_grad_closed(M0, LOG_S0), f"{gradient} k=1")
+
+
+def test_a_wrong_estimator_fails_the_closed_form(seed, stats):
+    """Mutation check: dropping the entropy's gradient (the gradient of E_q[log p] only) is caught."""
+    g = elbo_gradient(log_joint, q_fn, away_params(), N, k=1, gradient="reparam")
+    wrong = g - torch.tensor([0.0, 1.0])  # d(entropy)/d log s = 1
+    with pytest.raises(AssertionError):
+        stats.assert_mean(wrong, elbo_grad_closed(M0, LOG_S0), "mutant")
+
+
+@pytest.mark.parametrize("k", [2, 5])
+@pytest.mark.parametrize("gradient", ["dreg", "score"])
+def test_k_gt_1_agrees_in_mean_with_reparam(gradient, k, seed, stats):
+    r"""k > 1: DReG and VIMCO are unbiased for :math:`\nabla\mathcal L_k`, as is ``"reparam"``.
+
+    ``"reparam"`` differentiates :math:`\log\frac1k\sum_j w_j(g_\theta(\varepsilon_j))` and
+    the noise is free of :math:`\theta`, so its mean is :math:`\nabla\mathcal L_k`. DReG
+    :cite:p:`tucker2019` rewrites the score part :math:`\mathbb E[\sum_j \tilde w_j
+    \nabla_\theta\log q_\theta(z_j)]` by reparameterizing it again, which gives
+    :math:`\mathbb E[\sum_j (\tilde w_j - \tilde w_j^2)\,\partial_{z_j}\log w_j\,\partial_\theta z_j]`
+    and so the estimate :math:`\sum_j\tilde w_j^2\,\partial_{z_j}\log w_j\,\partial_\theta z_j`.
+    VIMCO's baseline for :math:`z_j` does not depend on :math:`z_j`. No closed form of
+    :math:`\nabla\mathcal L_k` is needed: independent samples' means must agree.
+    """
+    a = elbo_gradient(log_joint, q_fn, away_params(), N, k=k, gradient="reparam")
+    b = elbo_gradient(log_joint, q_fn, away_params(), N, k=k, gradient=gradient)
+    stats.assert_same_mean(a, b, f"reparam vs {gradient}, k={k}")
+
+
+def test_stl_is_biased_for_k_gt_1(seed):
+    r"""Documented limitation: for :math:`k > 1` STL keeps weights :math:`\tilde w_j` where DReG
+    has :math:`\tilde w_j^2`, and their means differ (here by far more than 5 standard errors)."""
+    a = elbo_gradient(log_joint, q_fn, away_params(), N, k=5, gradient="dreg")
+    b = elbo_gradient(log_joint, q_fn, away_params(), N, k=5, gradient="stl")
+    se = (a.var(0) / N + b.var(0) / N).sqrt()
+    assert bool(((a.mean(0) - b.mean(0)).abs() > 5 * se).any())
+
+
+def _exact_bound_discrete(log_table: torch.Tensor, logits: torch.Tensor, k: int) -> torch.Tensor:
+    r""":math:`\mathcal L_k` by enumerating every :math:`(z_1, \dots, z_k)` of a categorical q."""
+    log_q = torch.log_softmax(logits, -1)
+    total = 0.0
+    for combo in itertools.product(range(logits.shape[0]), repeat=k):
+        idx = torch.tensor(combo)
+        log_w = log_table[idx] - log_q[idx]
+        total = total + log_q[idx].sum().exp() * (torch.logsumexp(log_w, 0) - math.log(k))
+    return total
+
+
+@pytest.mark.parametrize("k", [1, 2, 4])
+def test_score_and_vimco_unbiased_on_a_discrete_latent(k, seed, stats):
+    r"""A three-valued latent: :math:`\mathcal L_k = \sum_{z_{1:k}} \prod_j q(z_j)\,
+    \log\frac1k\sum_j w_j` has :math:`3^k` terms; its gradient in the logits, by autograd
+    through the enumeration, is exact. The score estimate (VIMCO's baseline for k > 1)
+    must match it in mean."""
+    log_table = torch.tensor([-1.0, -3.0, -0.5], dtype=torch.float64)
+    logits = torch.tensor([0.3, -0.2, 0.1], dtype=torch.float64)
+    exact_logits = logits.clone().requires_grad_()
+    (exact,) = torch.autograd.grad(_exact_bound_discrete(log_table, exact_logits, k), exact_logits)
+
+    def lj(z):
+        return log_table[z]
+
+    g = elbo_gradient(lj, lambda p: Categorical(logits=p), logits, 40_000, k=k, gradient="score")
+    stats.assert_mean(g, exact.numpy(), f"score/VIMCO k={k}")
+    b = iwae_bound(lj, lambda p: Categorical(logits=p), logits, 40_000, k)
+    stats.assert_mean(b[:, None], [_exact_bound_discrete(log_table, logits, k).item()], f"bound k={k}")
+
+
+def test_vimco_has_lower_variance_than_no_baseline(seed):
+    """VIMCO's leave-one-out baseline must reduce variance against the plain score estimate
+    of the same bound. The plain estimate is built from the same draws by hand:
+    (L_k) * grad log q(z_j) summed over j plus the fixed-z gradient term."""
+    log_table = torch.tensor([-1.0, -3.0, -0.5], dtype=torch.float64)
+    logits = torch.tensor([0.3, -0.2, 0.1], dtype=torch.float64)
+    k, n = 4, 20_000
+    torch.manual_seed(11)
+    g = elbo_gradient(lambda z: log_table[z], lambda p: Categorical(logits=p), logits, n, k=k, gradient="score")
+    torch.manual_seed(11)
+    z = Categorical(logits=logits).sample((n, k))
+    log_q = torch.log_softmax(logits, -1)
+    log_w = log_table[z] - log_q[z]
+    bound = torch.logsumexp(log_w, 1) - math.log(k)
+    probs = log_q.exp()
+    score = torch.nn.functional.one_hot(z, 3).double() - probs  # d log q(z) / d logits
+    w_tilde = torch.softmax(log_w, 1)
+    plain = (bound[:, None, None] * score).sum(1) - (w_tilde[..., None] * score).sum(1)
+    assert bool((g.var(0) < plain.var(0)).all())
+
+
+def test_gamma_q_uses_the_reverse_mode_fallback(seed, stats):
+    r"""Gamma's implicit ``rsample`` has no forward mode; the fallback must give the same
+    answers. Model :math:`\log p(x, z) = \log\operatorname{Gamma}(z; 2, 1)` (so :math:`p(x) = 1`
+    and the posterior is Gamma(2, 1)) and :math:`q = \operatorname{Gamma}(a, b)`, ``params``
+    :math:`(\log a, \log b)`: :math:`\mathcal L_1 = -\mathrm{KL}(q \,\|\, \operatorname{Gamma}(2, 1))`,
+    whose gradient torch's closed-form KL gives by autograd. STL vanishes at the posterior."""
+    target = Gamma(torch.tensor(2.0), torch.tensor(1.0))
+
+    def qg(p):
+        return Gamma(p[0].exp(), p[1].exp())
+
+    p = torch.tensor([math.log(3.0), math.log(1.5)])
+    pr = p.clone().requires_grad_()
+    (exact,) = torch.autograd.grad(-kl_divergence(qg(pr), target), pr)
+    g = elbo_gradient(target.log_prob, qg, p, 40_000, k=1, gradient="reparam")
+    stats.assert_mean(g, exact.numpy(), "Gamma reparam k=1")
+    post = torch.tensor([math.log(2.0), 0.0])
+    g0 = elbo_gradient(target.log_prob, qg, post, 500, k=3, gradient="dreg")
+    assert float(g0.abs().max()) < 1e-4
+
+
+def test_vector_latent_and_batch_shape(seed):
+    r"""A latent of three independent coordinates (q's ``batch_shape`` (3,)) is one latent:
+    ``log_joint`` sees ``(n, k, 3)`` and returns ``(n, k)``; at the posterior of three
+    independent copies of the conjugate model STL is zero, and params of shape (2, 3)
+    give gradients of shape (n, 2, 3)."""
+    post = torch.stack([posterior_params()] * 3, 1)  # (2, 3)
+
+    def lj(z):
+        assert z.shape[-1] == 3
+        return log_joint(z).sum(-1)
+
+    g = elbo_gradient(lj, q_fn, post, 300, k=4, gradient="stl")
+    assert g.shape == (300, 2, 3) and float(g.abs().max()) < 1e-10
+    assert iwae_bound(lj, q_fn, post, 5, 4).shape == (5,)
+
+
+# -- the bound ---------------------------------------------------------------------------------
+
+
+def test_bound_is_the_evidence_at_the_posterior(seed):
+    r"""At :math:`q = p(z \mid x)` every weight equals :math:`p(x)`, so every estimate of every
+    :math:`\mathcal L_k` equals :math:`\log p(x) = \log N(x; 0, 2)` exactly (to rounding)."""
+    for k in (1, 3, 50):
+        b = iwae_bound(log_joint, q_fn, posterior_params(), 200, k)
+        assert float((b - log_evidence()).abs().max()) < 1e-10
+
+
+def test_bound_increases_with_k_toward_the_evidence(seed, stats):
+    r""":math:`\mathcal L_1` is the closed-form ELBO; :math:`\mathcal L_k` increases with
+    :math:`k` (:cite:t:`burda2016`: the average of :math:`k` weights is an average of
+    averages of :math:`m < k`, and :math:`\log` is concave) and stays below
+    :math:`\log p(x)`, to which it converges. Each step up in :math:`k` must be larger
+    than 5 standard errors of the difference of independent means."""
+    ks = [1, 2, 5, 20, 100]
+    n = 20_000
+    means, ses = [], []
+    for k in ks:
+        b = iwae_bound(log_joint, q_fn, away_params(torch.float64), n, k)
+        means.append(float(b.mean()))
+        ses.append(float(b.std() / math.sqrt(n)))
+        if k == 1:
+            stats.assert_mean(b[:, None], [elbo_closed(M0, LOG_S0)], "L_1 vs closed-form ELBO")
+    for i in range(len(ks) - 1):
+        assert means[i + 1] - means[i] > stats.Z * math.hypot(ses[i], ses[i + 1]), (ks[i], means)
+    assert all(m < log_evidence() + stats.Z * se for m, se in zip(means, ses))
+    gaps = np.array([log_evidence() - m for m in means])
+    assert gaps[-1] < 0.05 * gaps[0]
+
+
+def test_extreme_log_joint_stays_finite(seed):
+    """Log-joints of -1e4 (every weight underflows to 0 in exp) still give finite bounds and gradients."""
+
+    def lj(z):
+        return log_joint(z) - 1e4
+
+    assert bool(torch.isfinite(iwae_bound(lj, q_fn, away_params(), 10, 5)).all())
+    for gradient in GRADIENTS:
+        assert bool(torch.isfinite(elbo_gradient(lj, q_fn, away_params(), 10, 5, gradient)).all())
+
+
+# -- bad input ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fn", ["grad", "bound"])
+def test_bad_input(fn):
+    def call(lj=log_joint, q=q_fn, p=None, n=4, k=2, **kw):
+        p = away_params() if p is None else p
+        if fn == "grad":
+            return elbo_gradient(lj, q, p, n, k, **kw)
+        return iwae_bound(lj, q, p, n, k)
+
+    with pytest.raises(TypeError, match="log_joint"):
+        call(lj=3.0)
+    with pytest.raises(TypeError, match="q_fn"):
+        call(q="normal")
+    with pytest.raises(TypeError, match="params"):
+        call(p=[0.0, 1.0])
+    with pytest.raises(TypeError, match="params"):
+        call(p=torch.tensor([0, 1]))
+    with pytest.raises(ValueError, match="params"):
+        call(p=torch.tensor([float("nan"), 0.0]))
+    with pytest.raises(ValueError, match="n_samples"):
+        call(n=0)
+    with pytest.raises(TypeError, match="n_samples"):
+        call(n=2.0)
+    with pytest.raises(TypeError, match="k"):
+        call(k=True)
+    with pytest.raises(ValueError, match="k"):
+        call(k=0)
+    with pytest.raises(TypeError, match="Distribution"):
+        call(q=lambda p: p)
+    with pytest.raises(ValueError, match="q_fn"):
+        call(q=lambda p: Normal(p[0], -p[1].exp(), validate_args=True))
+    with pytest.raises(ValueError, match=r"log_joint .*shape"):
+        call(lj=lambda z: log_joint(z).sum())
+    with pytest.raises(ValueError, match=r"log_joint .*shape"):
+        call(lj=lambda z: log_joint(z)[..., None])
+    with pytest.raises(TypeError, match="log_joint must return a torch.Tensor"):
+        call(lj=lambda z: 1.0)
+    with pytest.raises(ValueError, match="NaN"):
+        call(lj=lambda z: log_joint(z) * float("nan"))
+
+
+def test_bad_gradient_choice_and_non_reparameterizable_q():
+    with pytest.raises(ValueError, match="gradient"):
+        elbo_gradient(log_joint, q_fn, away_params(), 4, 2, gradient="vimco")
+    for gradient in ("reparam", "stl", "dreg"):
+        with pytest.raises(ValueError, match="rsample"):
+            elbo_gradient(lambda z: z, lambda p: Bernoulli(logits=p), torch.tensor(0.1), 4, 2, gradient)
+    with pytest.raises(ValueError, match="NaN"):
+        elbo_gradient(lambda z: log_joint(z) * float("nan"), q_fn, away_params(), 4, 2, gradient="score")
