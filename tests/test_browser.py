@@ -10,13 +10,16 @@ covered as soon as it is in ``_toc.yml``) this checks that
   (figures get theirs from the cell metadata ``mystnb.image.alt``);
 * at a phone's width (390 px) the page is no wider than the screen;
 * no uncaught JavaScript error (``pageerror``) and no console error;
+* no marker meant for the tests shows on the page (``(float-order)``, ``NBVAL_``):
+  the GPU tolerance for trained numbers is the cell tag ``float-order``;
 * no request goes to any host but the local server (all others are recorded and
   aborted, so the test behaves the same with or without a network), and no local
   request fails (a 404 for a font or a MathJax extension, say);
 * the primary sidebar links to every file in ``_toc.yml``;
-* read in the theme's dark mode (its own switch, clicked): no text is invisible
-  (contrast with what is behind it below 3:1), and no image shows a transparent
-  background on a dark backdrop (black figure text on a dark page);
+* read in the theme's dark mode (its own switch, clicked): no text is unreadable
+  (contrast with what is painted behind it below 2:1), and no image with a
+  transparent background has drawn pixels that vanish into the dark backdrop
+  (black figure text on a dark page);
 * no link in the page's chrome (header, sidebars, footer) goes to a code host other
   than ``repository.url`` of ``_config.yml``, and no launch link (Binder, Colab,
   JupyterHub, Deepnote) anywhere goes to a repository other than that one (with no
@@ -303,9 +306,15 @@ _PAGE_STATE_JS = r"""
         .filter(i => !i.complete || i.naturalWidth === 0)
         .map(i => i.getAttribute('src')),
     images: document.images.length,
+    // myst-nb writes the image's path as alt when the cell gives none: not alt text.
     noAlt: Array.from(document.images)
-        .filter(i => !(i.getAttribute('alt') || '').trim())
+        .filter(i => { const alt = (i.getAttribute('alt') || '').trim();
+                       const src = i.getAttribute('src') || '';
+                       return !alt || alt === src || /\.(png|jpe?g|svg|gif|webp)$/i.test(alt)
+                              || src.endsWith(alt); })
         .map(i => i.getAttribute('src')),
+    markers: ['(float-order)', 'NBVAL_', 'nbval-ignore', 'nbval-skip']
+        .filter(m => document.body.innerText.includes(m)),
     sidebar: Array.from(document.querySelectorAll(
         '.bd-sidebar-primary a[href]'))
         .map(a => new URL(a.getAttribute('href'), location.href).pathname),
@@ -370,6 +379,9 @@ def test_page(record, base_url, page_path):
                         f"{state['text'][max(0, at - 60):at + 60]!r}")
     if state["brokenImages"]:
         problems.append(f"images that did not load: {state['brokenImages']}")
+    if state["markers"]:
+        problems.append(f"test markers shown to readers: {state['markers']} (use the cell "
+                        f"tag float-order instead)")
     if state["noAlt"]:
         problems.append(f"{len(state['noAlt'])} image(s) without alt text (set the "
                         f"figure cell's metadata mystnb.image.alt), e.g. "
@@ -437,6 +449,7 @@ _DARK_JS = r"""
     return s.visibility !== 'hidden' && s.display !== 'none' && +s.opacity > 0.05 &&
            r.width > 0 && r.height > 0 && !el.closest('[aria-hidden="true"], .visually-hidden, .sr-only');
   };
+  const MIN_CONTRAST = 2;   // below 2:1 text is unreadable (WCAG asks 4.5:1 of body text)
   const problems = [];
   const seen = new Set();
   const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
@@ -449,27 +462,34 @@ _DARK_JS = r"""
     const fg = parse(getComputedStyle(el).color);
     const bg = backdrop(el);
     const r = ratio(over(fg, bg), bg);
-    if (r < 3) problems.push(`text ${JSON.stringify(text.slice(0, 40))} in <${el.tagName.toLowerCase()}` +
+    if (r < MIN_CONTRAST) problems.push(`text ${JSON.stringify(text.slice(0, 40))} in <${el.tagName.toLowerCase()}` +
                              `${el.className ? ' class="' + el.className + '"' : ''}> has contrast ` +
                              `${r.toFixed(2)}:1 against its background`);
   }
   for (const img of document.images) {
     if (!img.naturalWidth || !visible(img)) continue;
-    let transparent = 0, total = 0;
+    // Sample the image: the share of transparent pixels, and of opaque pixels that
+    // would vanish into the backdrop (contrast below 1.5:1, e.g. black figure text
+    // on a transparent background over a dark page).
+    const bg = backdrop(img);
+    let transparent = 0, opaque = 0, vanishing = 0;
     try {
-      const w = Math.min(img.naturalWidth, 200), h = Math.min(img.naturalHeight, 200);
+      const w = Math.min(img.naturalWidth, 300), h = Math.min(img.naturalHeight, 300);
       const canvas = document.createElement('canvas');
       canvas.width = w; canvas.height = h;
       const ctx = canvas.getContext('2d');
       ctx.drawImage(img, 0, 0, w, h);
       const data = ctx.getImageData(0, 0, w, h).data;
-      for (let i = 3; i < data.length; i += 4) { total++; if (data[i] < 128) transparent++; }
+      for (let i = 0; i < data.length; i += 4) {
+        if (data[i + 3] < 128) { transparent++; continue; }
+        opaque++;
+        if (ratio([data[i], data[i + 1], data[i + 2], 1], bg) < 1.5) vanishing++;
+      }
     } catch (e) { continue; }   // an SVG without a size, say: nothing to sample
-    if (!transparent) continue;
-    const bg = backdrop(img);
-    if (lum(bg) < 0.5)
-      problems.push(`image ${img.getAttribute('src')} has ${Math.round(100 * transparent / total)}% ` +
-                    `transparent pixels on a dark backdrop (luminance ${lum(bg).toFixed(2)})`);
+    if (transparent && opaque && vanishing / opaque > 0.005)
+      problems.push(`image ${img.getAttribute('src')}: ${Math.round(100 * transparent /
+                    (transparent + opaque))}% transparent, and ${(100 * vanishing / opaque).toFixed(1)}% ` +
+                    `of its drawn pixels vanish into the dark backdrop (contrast < 1.5:1)`);
   }
   return problems.slice(0, 8);
 }
@@ -488,7 +508,11 @@ def _dark_mode_problems(record: PageRecord) -> list[str]:
         button.click()
     if page.evaluate("() => document.documentElement.dataset.theme") != "dark":
         return ["the theme's switch did not turn on dark mode"]
-    page.wait_for_timeout(200)  # CSS transitions
+    # Wait for the switch's CSS transitions: the page's background has turned dark.
+    page.wait_for_function(r"""() => {
+        const m = getComputedStyle(document.body).backgroundColor.match(/\d+(\.\d+)?/g);
+        return m && (+m[0] + +m[1] + +m[2]) / 3 < 60; }""")
+    page.wait_for_timeout(500)
     return [f"dark mode: {p}" for p in page.evaluate(_DARK_JS)]
 
 
@@ -753,3 +777,37 @@ def test_repository_link_check(repo, html, bad):
     links = _Links()
     links.feed(html)
     assert len(repository_link_problems(links, repo)) == bad
+
+
+def test_dark_mode_check_catches_unreadable_text_and_figures(browser):
+    """The dark-mode check itself: black text on a transparent figure over a dark page,
+    and dark text on a dark background, are reported; the same figure on white is not."""
+    import base64
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(3, 2), dpi=100)
+    ax.plot([0, 1], [0, 1])
+    ax.set_xlabel("a label in black")
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", transparent=True)
+    plt.close(fig)
+    png = "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        page.set_content(f"""<html><body style="background:#121212;color:#eee">
+            <p>readable</p><p id="dim" style="color:#222">invisible</p>
+            <div id="dark"><img src="{png}" alt="x"></div>
+            <div style="background:#fff"><img src="{png}" alt="x"></div></body></html>""")
+        page.wait_for_function("() => Array.from(document.images).every(i => i.complete)")
+        problems = page.evaluate(_DARK_JS)
+    finally:
+        context.close()
+    assert any("invisible" in p for p in problems), problems
+    assert sum("vanish" in p for p in problems) == 1, problems
+    assert len(problems) == 2, problems
