@@ -5,7 +5,7 @@ its canonical name, which is the name of the library function that implements it
 (``score_function``, ``pathwise``, ``measure_valued``, ``gumbel_softmax``, ...),
 plus a variant where one function covers several estimators (the baselines of
 ``score_function``, the gradient estimators of ``elbo_gradient``). The book's
-cheat sheet (``book/cheat_sheet.ipynb``) prints its table from :func:`markdown_table`,
+cheat sheet (``book/cheat_sheet.ipynb``) prints its two tables from :func:`markdown_table`,
 and ``tests/test_catalogue.py`` checks that the stored page matches this module.
 
 Each entry records the per-sample estimate :math:`\hat g_i` (the gradient estimate is
@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["Entry", "ENTRIES", "entries", "get", "names", "markdown_table", "COLUMNS"]
+__all__ = ["Entry", "ENTRIES", "entries", "get", "names", "markdown_table", "COLUMNS", "TABLES"]
 
 
 @dataclass(frozen=True)
@@ -233,10 +233,16 @@ ENTRIES: tuple[Entry, ...] = (
     ),
 )
 
-#: The cheat sheet's columns, in order.
-COLUMNS = ("estimator", "per-sample estimate", "unbiased", "needs from $f$",
-           "needs from $p_\\theta$", "evaluations of $f$ per sample", "variance",
-           "chapter")
+#: The cheat sheet's two tables and their columns, in order: what each estimator
+#: computes, and what it needs and costs (one wide table would scroll sideways).
+TABLES: dict[str, tuple[str, ...]] = {
+    "estimate": ("estimator", "per-sample estimate $\\hat g_i$", "unbiased", "chapter"),
+    "needs": ("estimator", "needs from $f$", "needs from $p_\\theta$",
+              "evaluations of $f$ per sample", "variance"),
+}
+#: Every column of the cheat sheet, in order.
+COLUMNS = ("estimator", "per-sample estimate $\\hat g_i$", "unbiased", "needs from $f$",
+           "needs from $p_\\theta$", "evaluations of $f$ per sample", "variance", "chapter")
 
 
 def entries() -> tuple[Entry, ...]:
@@ -274,20 +280,31 @@ def _cell(text: str) -> str:
     return text
 
 
-def _row(entry: Entry) -> list[str]:
+def _cells(entry: Entry) -> dict[str, str]:
     label = f"`{entry.name}`" + (f" ({entry.variant})" if entry.variant else "")
     unbiased = "yes" if entry.unbiased else "**no**"
     if entry.unbiased_note:
         unbiased += f", {entry.unbiased_note}"
     chapters = ", ".join(str(c) for c in entry.chapters)
-    return [label, entry.formula, unbiased, entry.needs_f, entry.needs_p,
-            entry.evaluations, entry.variance, chapters]
+    values = [label, entry.formula, unbiased, entry.needs_f, entry.needs_p,
+              entry.evaluations, entry.variance, chapters]
+    return dict(zip(COLUMNS, values))
 
 
-def markdown_table() -> str:
-    """The cheat sheet's table, as Markdown (MyST: ``$...$`` is math)."""
-    lines = ["| " + " | ".join(COLUMNS) + " |",
-             "| " + " | ".join("---" for _ in COLUMNS) + " |"]
+def markdown_table(which: str = "estimate") -> str:
+    """One of the cheat sheet's tables, as Markdown (MyST: ``$...$`` is math).
+
+    Args:
+        which: ``"estimate"`` (estimator, per-sample estimate, unbiased, chapter) or
+            ``"needs"`` (estimator, what it needs from f and from the distribution,
+            evaluations of f per sample, variance).
+    """
+    if which not in TABLES:
+        raise ValueError(f"which must be one of {sorted(TABLES)}, got {which!r}")
+    columns = TABLES[which]
+    lines = ["| " + " | ".join(columns) + " |",
+             "| " + " | ".join("---" for _ in columns) + " |"]
     for entry in ENTRIES:
-        lines.append("| " + " | ".join(_cell(c) for c in _row(entry)) + " |")
+        cells = _cells(entry)
+        lines.append("| " + " | ".join(_cell(cells[c]) for c in columns) + " |")
     return "\n".join(lines) + "\n"

@@ -30,7 +30,7 @@ def _stored_markdown() -> list[str]:
 
 def test_cheat_sheet_table_matches_the_package():
     stored = _stored_markdown()
-    assert stored == [catalogue.markdown_table()], (
+    assert stored == [catalogue.markdown_table("estimate"), catalogue.markdown_table("needs")], (
         "book/cheat_sheet.ipynb's table differs from companion.catalogue: re-run "
         "scripts/execute_notebooks.py book/cheat_sheet.ipynb")
 
@@ -58,11 +58,19 @@ def test_every_row_has_every_fact():
             assert getattr(e, field).count("$") % 2 == 0, f"{e.key}.{field}: unpaired $"
 
 
-def test_the_table_has_one_row_per_entry_and_every_column():
-    lines = catalogue.markdown_table().strip().splitlines()
+@pytest.mark.parametrize("which", sorted(catalogue.TABLES))
+def test_each_table_has_one_row_per_entry_and_its_columns(which):
+    lines = catalogue.markdown_table(which).strip().splitlines()
     assert len(lines) == 2 + len(catalogue.entries())
     widths = {line.count(" | ") for line in lines}
-    assert widths == {len(catalogue.COLUMNS) - 1}, "a row has the wrong number of cells"
+    assert widths == {len(catalogue.TABLES[which]) - 1}, "a row has the wrong number of cells"
+
+
+def test_the_two_tables_show_every_column_once():
+    shown = [c for cols in catalogue.TABLES.values() for c in cols if c != "estimator"]
+    assert sorted(shown + ["estimator"]) == sorted(catalogue.COLUMNS)
+    with pytest.raises(ValueError, match="which must be one of"):
+        catalogue.markdown_table("all")
 
 
 # The estimators the book covers (final chapter numbers; see the brief of issue 18).
