@@ -124,7 +124,9 @@ ENTRIES: tuple[Entry, ...] = (
     ),
     Entry(
         name="straight_through", variant="",
-        formula="one-hot forward, the relaxed sample's gradient backward",
+        formula=r"$(\partial_\theta y_i)^{\top} \nabla h(D_i)$, "
+                r"$y_i = \operatorname{softmax}((\theta + g_i)/\tau)$, "
+                r"$D_i$ the one-hot of $\arg\max y_i$",
         unbiased=False, unbiased_note="biased at every $\\tau$",
         needs_f="$h$ differentiable, evaluated at one-hot inputs",
         needs_p="categorical, by its logits",
@@ -179,8 +181,9 @@ ENTRIES: tuple[Entry, ...] = (
     ),
     Entry(
         name="gumbel_rao", variant="",
-        formula=r"$\frac1K\sum_{k=1}^K \nabla_\theta h\bigl(\operatorname{softmax}"
-                r"((\theta + g_i^{(k)})/\tau)\bigr)$, $g_i^{(k)} \sim$ Gumbel given $D_i$",
+        formula=r"$\bigl(\frac1K\sum_{k=1}^K \partial_\theta y_i^{(k)}\bigr)^{\top}"
+                r" \nabla h(D_i)$, $y_i^{(k)}$ relaxed samples from Gumbel noise "
+                r"$g_i^{(k)}$ drawn given $D_i$",
         unbiased=False, unbiased_note="biased like straight-through",
         needs_f="$h$ differentiable, evaluated at one-hot inputs",
         needs_p="categorical, by its logits",
