@@ -18,11 +18,27 @@ ESTIMATOR_COLORS = {
     "Gumbel-softmax": "#2ca02c",
     "straight-through": "#9467bd",
     "closed form": "#333333",
+    # Canonical names (the library functions' names), for the chapters that use them.
+    "score_function": "#d62728",
+    "pathwise": "#1f77b4",
+    "measure_valued": "#8c564b",
+    "gumbel_softmax": "#2ca02c",
+    "straight_through": "#9467bd",
+    "arm": "#e377c2",
+    "disarm": "#17becf",
+    "rebar": "#7f7f7f",
+    "relax": "#ff9896",
+    "gumbel_rao": "#98df8a",
 }
 
 
 def use_book_style() -> None:
-    """Set matplotlib defaults: figure size that fits the page, readable fonts, light grid."""
+    """Set matplotlib defaults: figure size that fits the page, readable fonts, light grid.
+
+    Figures are drawn on an opaque white background (Jupyter's inline backend
+    otherwise saves a transparent one), so that their black text stays readable
+    when a reader switches the book to dark mode, and in the PDF.
+    """
     mpl.rcParams.update(
         {
             "figure.figsize": (7.0, 4.0),
@@ -37,5 +53,10 @@ def use_book_style() -> None:
             "grid.alpha": 0.3,
             "axes.spines.top": False,
             "axes.spines.right": False,
+            "figure.facecolor": "white",
+            "figure.edgecolor": "white",
+            "savefig.facecolor": "white",
+            "savefig.edgecolor": "white",
+            "savefig.transparent": False,
         }
     )

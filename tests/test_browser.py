@@ -6,19 +6,33 @@ covered as soon as it is in ``_toc.yml``) this checks that
 * the math is typeset by the book's own MathJax: every element Sphinx marks as math
   holds a ``mjx-container``, and no raw TeX delimiter (``$$``, ``\\(``, ``\\[``,
   ``\\begin{``) is left in the visible text outside code;
-* every ``<img>`` has loaded (``naturalWidth > 0``);
+* every ``<img>`` has loaded (``naturalWidth > 0``) and has non-empty ``alt`` text
+  (figures get theirs from the cell metadata ``mystnb.image.alt``);
 * at a phone's width (390 px) the page is no wider than the screen;
 * no uncaught JavaScript error (``pageerror``) and no console error;
+* no marker meant for the tests shows on the page (``(float-order)``, ``NBVAL_``):
+  the GPU tolerance for trained numbers is the cell tag ``float-order``;
 * no request goes to any host but the local server (all others are recorded and
   aborted, so the test behaves the same with or without a network), and no local
   request fails (a 404 for a font or a MathJax extension, say);
 * the primary sidebar links to every file in ``_toc.yml``;
+* read in the theme's dark mode (its own switch, clicked): no text is unreadable
+  (contrast with what is painted behind it below 2:1), and no image with a
+  transparent background has drawn pixels that vanish into the dark backdrop
+  (black figure text on a dark page);
+* no link in the page's chrome (header, sidebars, footer) goes to a code host other
+  than ``repository.url`` of ``_config.yml``, and no launch link (Binder, Colab,
+  JupyterHub, Deepnote) anywhere goes to a repository other than that one (with no
+  repository configured, there are none);
 * every relative link points at a file of the site, and its ``#fragment`` at an id in
   that file; every absolute link is a well-formed http(s) or mailto URL.
 
 Once per run: the search page finds each chapter from a word of its title, the
-site's root redirects to the landing page, the notebook pages offer Colab and Binder
-launch links and an ``.ipynb`` download, and Sphinx's ``linkcheck`` builder passes.
+site's root redirects to the landing page, the notebook pages offer an ``.ipynb``
+download (and Colab and Binder launch links exactly when a repository is
+configured), the whole book's PDF is linked from every page's download menu when it
+was built (``scripts/build_pdf.sh`` before the HTML), and Sphinx's ``linkcheck``
+builder passes.
 
 The site is ``$BOOK_HTML_DIR`` if set, else ``_build/html`` (``scripts/test.sh`` builds
 it before pytest runs) unless a source of the book is newer than that build. Otherwise
@@ -292,6 +306,15 @@ _PAGE_STATE_JS = r"""
         .filter(i => !i.complete || i.naturalWidth === 0)
         .map(i => i.getAttribute('src')),
     images: document.images.length,
+    // myst-nb writes the image's path as alt when the cell gives none: not alt text.
+    noAlt: Array.from(document.images)
+        .filter(i => { const alt = (i.getAttribute('alt') || '').trim();
+                       const src = i.getAttribute('src') || '';
+                       return !alt || alt === src || /\.(png|jpe?g|svg|gif|webp)$/i.test(alt)
+                              || src.endsWith(alt); })
+        .map(i => i.getAttribute('src')),
+    markers: ['(float-order)', 'NBVAL_', 'nbval-ignore', 'nbval-skip']
+        .filter(m => document.body.innerText.includes(m)),
     sidebar: Array.from(document.querySelectorAll(
         '.bd-sidebar-primary a[href]'))
         .map(a => new URL(a.getAttribute('href'), location.href).pathname),
@@ -356,6 +379,13 @@ def test_page(record, base_url, page_path):
                         f"{state['text'][max(0, at - 60):at + 60]!r}")
     if state["brokenImages"]:
         problems.append(f"images that did not load: {state['brokenImages']}")
+    if state["markers"]:
+        problems.append(f"test markers shown to readers: {state['markers']} (use the cell "
+                        f"tag float-order instead)")
+    if state["noAlt"]:
+        problems.append(f"{len(state['noAlt'])} image(s) without alt text (set the "
+                        f"figure cell's metadata mystnb.image.alt), e.g. "
+                        f"{state['noAlt'][:3]}")
     problems += [f"uncaught JS error: {e}" for e in record.js_errors]
     problems += [f"console error: {e}" for e in record.console_errors]
     problems += [f"request off the site (aborted): {u}" for u in record.offsite]
@@ -364,6 +394,7 @@ def test_page(record, base_url, page_path):
     for doc in toc_files()[1:]:  # the root is the logo's link, not a sidebar entry
         if not any(p.endswith("/" + doc + ".html") for p in linked):
             problems.append(f"the sidebar does not link to {doc}")
+    problems += _dark_mode_problems(record)
     # A phone (390 px): the page must not be wider than the screen (wide equations,
     # code and tables scroll inside their own box instead).
     record.page.set_viewport_size({"width": PHONE_WIDTH, "height": 844})
@@ -376,6 +407,115 @@ def test_page(record, base_url, page_path):
     _expect(problems, record, f"page-{page_path}")
 
 
+# --------------------------------------------------------------------------- dark mode
+
+# Contrast (WCAG 2) of every visible text against what is painted behind it, and the
+# backdrop of every image that has transparent pixels. Backgrounds are composited
+# from the element up to the root; the root's colour is the page's.
+_DARK_JS = r"""
+() => {
+  const parse = c => {
+    const m = c.match(/rgba?\(([^)]+)\)/);
+    if (!m) return [0, 0, 0, 0];
+    const p = m[1].split(/[ ,\/]+/).filter(Boolean).map(Number);
+    return [p[0], p[1], p[2], p.length > 3 ? p[3] : 1];
+  };
+  const over = (top, bottom) => {   // top composited over an opaque bottom
+    const a = top[3];
+    return [0, 1, 2].map(i => top[i] * a + bottom[i] * (1 - a)).concat([1]);
+  };
+  const lum = c => {
+    const f = v => { v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; };
+    return 0.2126 * f(c[0]) + 0.7152 * f(c[1]) + 0.0722 * f(c[2]);
+  };
+  const ratio = (a, b) => { const [x, y] = [lum(a), lum(b)].sort((p, q) => q - p);
+                            return (x + 0.05) / (y + 0.05); };
+  const rootBg = (() => { let c = parse(getComputedStyle(document.body).backgroundColor);
+    if (c[3] === 0) c = parse(getComputedStyle(document.documentElement).backgroundColor);
+    return c[3] === 0 ? [255, 255, 255, 1] : over(c, [255, 255, 255, 1]); })();
+  const backdrop = el => {
+    const layers = [];
+    for (let e = el; e && e.nodeType === 1; e = e.parentElement) {
+      const c = parse(getComputedStyle(e).backgroundColor);
+      if (c[3] > 0) layers.push(c);
+      if (c[3] >= 1) break;
+    }
+    let bg = rootBg;
+    for (const c of layers.reverse()) bg = over(c, bg);
+    return bg;
+  };
+  const visible = el => {
+    const s = getComputedStyle(el), r = el.getBoundingClientRect();
+    return s.visibility !== 'hidden' && s.display !== 'none' && +s.opacity > 0.05 &&
+           r.width > 0 && r.height > 0 && !el.closest('[aria-hidden="true"], .visually-hidden, .sr-only');
+  };
+  const MIN_CONTRAST = 2;   // below 2:1 text is unreadable (WCAG asks 4.5:1 of body text)
+  const problems = [];
+  const seen = new Set();
+  const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+  while (walker.nextNode()) {
+    const el = walker.currentNode.parentElement;
+    const text = walker.currentNode.textContent.trim();
+    if (!el || !text || seen.has(el) || el.closest('script, style, noscript')) continue;
+    seen.add(el);
+    if (!visible(el)) continue;
+    const fg = parse(getComputedStyle(el).color);
+    const bg = backdrop(el);
+    const r = ratio(over(fg, bg), bg);
+    if (r < MIN_CONTRAST) problems.push(`text ${JSON.stringify(text.slice(0, 40))} in <${el.tagName.toLowerCase()}` +
+                             `${el.className ? ' class="' + el.className + '"' : ''}> has contrast ` +
+                             `${r.toFixed(2)}:1 against its background`);
+  }
+  for (const img of document.images) {
+    if (!img.naturalWidth || !visible(img)) continue;
+    // Sample the image: the share of transparent pixels, and of opaque pixels that
+    // would vanish into the backdrop (contrast below 1.5:1, e.g. black figure text
+    // on a transparent background over a dark page).
+    const bg = backdrop(img);
+    let transparent = 0, opaque = 0, vanishing = 0;
+    try {
+      const w = Math.min(img.naturalWidth, 300), h = Math.min(img.naturalHeight, 300);
+      const canvas = document.createElement('canvas');
+      canvas.width = w; canvas.height = h;
+      const ctx = canvas.getContext('2d');
+      ctx.drawImage(img, 0, 0, w, h);
+      const data = ctx.getImageData(0, 0, w, h).data;
+      for (let i = 0; i < data.length; i += 4) {
+        if (data[i + 3] < 128) { transparent++; continue; }
+        opaque++;
+        if (ratio([data[i], data[i + 1], data[i + 2], 1], bg) < 1.5) vanishing++;
+      }
+    } catch (e) { continue; }   // an SVG without a size, say: nothing to sample
+    if (transparent && opaque && vanishing / opaque > 0.005)
+      problems.push(`image ${img.getAttribute('src')}: ${Math.round(100 * transparent /
+                    (transparent + opaque))}% transparent, and ${(100 * vanishing / opaque).toFixed(1)}% ` +
+                    `of its drawn pixels vanish into the dark backdrop (contrast < 1.5:1)`);
+  }
+  return problems.slice(0, 8);
+}
+"""
+
+
+def _dark_mode_problems(record: PageRecord) -> list[str]:
+    """Switch the page to dark mode with the theme's own button, then check it."""
+    page = record.page
+    button = page.locator("button.theme-switch-button:visible").first
+    if button.count() == 0:
+        return ["no dark-mode switch (button.theme-switch-button) on the page"]
+    for _ in range(3):  # the switch cycles light -> dark -> auto
+        if page.evaluate("() => document.documentElement.dataset.theme") == "dark":
+            break
+        button.click()
+    if page.evaluate("() => document.documentElement.dataset.theme") != "dark":
+        return ["the theme's switch did not turn on dark mode"]
+    # Wait for the switch's CSS transitions: the page's background has turned dark.
+    page.wait_for_function(r"""() => {
+        const m = getComputedStyle(document.body).backgroundColor.match(/\d+(\.\d+)?/g);
+        return m && (+m[0] + +m[1] + +m[2]) / 3 < 60; }""")
+    page.wait_for_timeout(500)
+    return [f"dark mode: {p}" for p in page.evaluate(_DARK_JS)]
+
+
 # --------------------------------------------------------------------------- links
 
 
@@ -384,15 +524,77 @@ class _Links(html.parser.HTMLParser):
         super().__init__()
         self.hrefs: list[str] = []
         self.ids: set[str] = set()
+        #: hrefs outside the <article> (the theme's header, sidebars, footer)
+        self.chrome_hrefs: list[str] = []
+        self._article_depth = 0
 
     def handle_starttag(self, tag, attrs):
         attrs = dict(attrs)
+        if tag == "article":
+            self._article_depth += 1
         if attrs.get("id"):
             self.ids.add(attrs["id"])
         if tag == "a" and attrs.get("name"):
             self.ids.add(attrs["name"])
         if tag == "a" and attrs.get("href") is not None:
             self.hrefs.append(attrs["href"])
+            if not self._article_depth:
+                self.chrome_hrefs.append(attrs["href"])
+
+    def handle_endtag(self, tag):
+        if tag == "article" and self._article_depth:
+            self._article_depth -= 1
+
+
+def configured_repository() -> str:
+    """``repository.url`` of _config.yml as ``owner/name`` ("" when none is set)."""
+    config = yaml.safe_load((ROOT / "_config.yml").read_text())
+    url = ((config.get("repository") or {}).get("url") or "").strip().rstrip("/")
+    if url.endswith(".git"):
+        url = url[:-4]
+    return urllib.parse.urlsplit(url).path.strip("/") if url else ""
+
+
+#: Hosts whose links name a repository: code hosts, and services that launch one.
+CODE_HOSTS = {"github.com", "gitlab.com", "bitbucket.org"}
+LAUNCH_HOSTS = {"colab.research.google.com", "mybinder.org", "deepnote.com",
+                "hub.gke2.mybinder.org"}
+
+
+def _repository_of(href: str) -> str | None:
+    """The ``owner/name`` a code-host or launch link points at, else None."""
+    parts = urllib.parse.urlsplit(href)
+    host = parts.netloc.lower()
+    segments = [s for s in parts.path.split("/") if s]
+    if host in CODE_HOSTS:
+        return "/".join(segments[:2]) if len(segments) >= 2 else "/".join(segments)
+    if host == "colab.research.google.com":      # /github/OWNER/NAME/blob/...
+        return "/".join(segments[1:3]) if segments[:1] == ["github"] else ""
+    if host in LAUNCH_HOSTS or "binder" in host:  # /v2/gh/OWNER/NAME/BRANCH?...
+        return "/".join(segments[2:4]) if segments[:2] == ["v2", "gh"] else ""
+    if parts.query and "repo=" in parts.query:   # JupyterHub's nbgitpuller
+        repo = urllib.parse.parse_qs(parts.query).get("repo", [""])[0]
+        return urllib.parse.urlsplit(repo).path.strip("/")
+    return None
+
+
+def repository_link_problems(links: "_Links", repo: str) -> list[str]:
+    """Links to a repository other than the configured one (see the module docstring)."""
+    problems = []
+    for href in links.hrefs:
+        host = urllib.parse.urlsplit(href).netloc.lower()
+        target = _repository_of(href)
+        if target is None:
+            continue
+        launch = host in LAUNCH_HOSTS or "binder" in host or host.startswith("colab")
+        if launch and (not repo or target.lower() != repo.lower()):
+            problems.append(f"launch link to {target or href!r}, not the configured "
+                            f"repository {repo or '(none set)'}: {href}")
+        elif not launch and href in links.chrome_hrefs and \
+                (not repo or target.lower() != repo.lower()):
+            problems.append(f"link to the repository {target!r} in the page's chrome, not "
+                            f"the configured one ({repo or 'none set'}): {href}")
+    return problems
 
 
 @functools.lru_cache(maxsize=None)
@@ -429,6 +631,7 @@ def test_links(page_path):
         if parts.fragment and target.suffix == ".html":
             if urllib.parse.unquote(parts.fragment) not in _parse(target).ids:
                 problems.append(f"{href!r}: no id {parts.fragment!r} in {target.name}")
+    problems += repository_link_problems(_parse(page), configured_repository())
     assert not problems, f"{page_path}:\n  " + "\n  ".join(problems)
 
 
@@ -485,24 +688,37 @@ def test_root_redirects_to_the_landing_page(record, base_url):
 
 
 def test_notebook_pages_offer_launch_and_download(record, base_url):
-    """Colab and Binder launch links at the repository, and the .ipynb to download."""
-    config = yaml.safe_load((ROOT / "_config.yml").read_text())
-    repo = config["repository"]["url"].rstrip("/")
-    owner_name = urllib.parse.urlsplit(repo).path.strip("/")
+    """The .ipynb to download; Colab and Binder launch links exactly when a repository
+    is configured (then at that repository); the whole book's PDF when it was built."""
+    owner_name = configured_repository()
     notebooks = [d for d in toc_files() if (ROOT / (d + ".ipynb")).exists()]
     if not notebooks:
         pytest.fail("no notebook chapter in _toc.yml")
+    pdf = site_dir() / "book.pdf"
     problems = []
-    for doc in notebooks:
+    if pdf.exists() and not pdf.read_bytes().startswith(b"%PDF"):
+        problems.append("book.pdf in the site is not a PDF")
+    for doc in toc_files()[:1] + notebooks:
         record.page.goto(f"{base_url}{doc}.html", wait_until="load")
         hrefs = record.page.eval_on_selector_all(
             "a[href]", "els => els.map(a => a.getAttribute('href'))")
+        if pdf.exists():
+            pdf_links = [h for h in hrefs if h.split("#")[0].endswith("book.pdf")]
+            if not any((site_dir() / doc).parent.joinpath(h).resolve() == pdf.resolve()
+                       for h in pdf_links):
+                problems.append(f"{doc}: no link to the book's PDF ({pdf_links})")
+        if doc not in notebooks:
+            continue
         colab = [h for h in hrefs if h.startswith("https://colab.research.google.com/")]
         binder = [h for h in hrefs if h.startswith("https://mybinder.org/")]
-        if not any(owner_name in h and h.endswith(doc + ".ipynb") for h in colab):
-            problems.append(f"{doc}: no Colab link to {owner_name}/{doc}.ipynb ({colab})")
-        if not any(owner_name in h and doc + ".ipynb" in h for h in binder):
-            problems.append(f"{doc}: no Binder link to {owner_name} ({binder})")
+        if owner_name:
+            if not any(owner_name in h and h.endswith(doc + ".ipynb") for h in colab):
+                problems.append(f"{doc}: no Colab link to {owner_name}/{doc}.ipynb ({colab})")
+            if not any(owner_name in h and doc + ".ipynb" in h for h in binder):
+                problems.append(f"{doc}: no Binder link to {owner_name} ({binder})")
+        elif colab or binder:
+            problems.append(f"{doc}: launch links although no repository is configured: "
+                            f"{colab + binder}")
         downloads = [h for h in hrefs if h.split("?")[0].endswith(".ipynb")
                      and not h.startswith("http")]
         if not downloads:
@@ -542,3 +758,56 @@ def test_sphinx_linkcheck():
     broken = [e for e in entries if e.get("status") == "broken"]
     assert not broken, "\n".join(f"{e['filename']}:{e['lineno']} {e['uri']}: {e['info']}"
                                  for e in broken)
+
+
+# --------------------------------------------------------------------------- the checks' own tests
+
+
+@pytest.mark.parametrize("repo, html, bad", [
+    ("", '<a href="https://colab.research.google.com/github/x/y/blob/main/a.ipynb">', 1),
+    ("x/y", '<a href="https://colab.research.google.com/github/x/y/blob/main/a.ipynb">', 0),
+    ("x/y", '<a href="https://mybinder.org/v2/gh/o/z/main?urlpath=lab">', 1),
+    ("", '<nav><a href="https://github.com/o/z">repository</a></nav>', 1),
+    ("o/z", '<nav><a href="https://github.com/o/z">repository</a></nav>', 0),
+    # A citation in the text may link to any repository (an issue of PyTorch, say).
+    ("", '<article><a href="https://github.com/pytorch/pytorch/issues/1">x</a></article>', 0),
+    ("", '<a href="https://example.org/page">', 0),
+])
+def test_repository_link_check(repo, html, bad):
+    links = _Links()
+    links.feed(html)
+    assert len(repository_link_problems(links, repo)) == bad
+
+
+def test_dark_mode_check_catches_unreadable_text_and_figures(browser):
+    """The dark-mode check itself: black text on a transparent figure over a dark page,
+    and dark text on a dark background, are reported; the same figure on white is not."""
+    import base64
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(3, 2), dpi=100)
+    ax.plot([0, 1], [0, 1])
+    ax.set_xlabel("a label in black")
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", transparent=True)
+    plt.close(fig)
+    png = "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        page.set_content(f"""<html><body style="background:#121212;color:#eee">
+            <p>readable</p><p id="dim" style="color:#222">invisible</p>
+            <div id="dark"><img src="{png}" alt="x"></div>
+            <div style="background:#fff"><img src="{png}" alt="x"></div></body></html>""")
+        page.wait_for_function("() => Array.from(document.images).every(i => i.complete)")
+        problems = page.evaluate(_DARK_JS)
+    finally:
+        context.close()
+    assert any("invisible" in p for p in problems), problems
+    assert sum("vanish" in p for p in problems) == 1, problems
+    assert len(problems) == 2, problems
