@@ -47,7 +47,7 @@ sys.path.insert(0, str(ROOT))
 from companion import estimators, gumbel, reparam, validation  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
-BUDGET_S = {"07_vae.ipynb": 90, "07_unbiased_discrete.ipynb": 90, "10_beyond_the_elbo.ipynb": 90}
+BUDGET_S = {"09_vae.ipynb": 90, "07_unbiased_discrete.ipynb": 90, "10_beyond_the_elbo.ipynb": 90}
 DEFAULT_BUDGET_S = 30
 
 

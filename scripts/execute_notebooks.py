@@ -23,7 +23,7 @@ from nbclient import NotebookClient
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 CELL_TIMEOUT_S = 120  # matches execute.timeout in _config.yml
-BUDGET_S = {"07_vae.ipynb": 90, "07_unbiased_discrete.ipynb": 90, "10_beyond_the_elbo.ipynb": 90}
+BUDGET_S = {"09_vae.ipynb": 90, "07_unbiased_discrete.ipynb": 90, "10_beyond_the_elbo.ipynb": 90}
 DEFAULT_BUDGET_S = 30
 
 
