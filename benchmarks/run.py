@@ -379,11 +379,11 @@ def bench_multisample(device: torch.device, n: int, rounds: int) -> None:
 def bench_efficiency(device: torch.device, n: int) -> None:
     """Chapter 6's table: variance x time per sample of each estimator on each problem."""
     try:
-        from companion import comparison
+        from companion.experiments import comparison
     except ImportError as err:  # the module arrives with chapter 6
         print(f"\nEstimator efficiency: skipped ({err})")
         return
-    print(f"\nEstimator efficiency on {device} (companion.comparison, {n:.0e} samples each)")
+    print(f"\nEstimator efficiency on {device} (companion.experiments.comparison, {n:.0e} samples each)")
     table = comparison.compare_all(n_samples=n, device=device)
     print(comparison.format_table(table))
     for m in table:
@@ -397,13 +397,13 @@ def bench_efficiency(device: torch.device, n: int) -> None:
 def bench_vae_seeds(device: torch.device, rounds: int, k: int = 5) -> None:
     """Chapter 9's seeds: k VAEs trained as one stacked computation vs one ordinary run.
 
-    One "run" is one epoch of ``companion.vae.train_vae`` over 1024 digits (8 Adam steps
+    One "run" is one epoch of ``companion.experiments.vae.train_vae`` over 1024 digits (8 Adam steps
     of 128 images, 4 latent samples each); the vectorised case trains ``k`` models, each
     with its own minibatches and noise, in one ``companion.experiments.vae_seeds`` stack.
     Goal: all k in at most twice the time of one (k sequential runs take k times one).
     """
-    from companion import vae
-    from companion.data import load_binary_digits
+    from companion.experiments import vae
+    from companion.experiments.data import load_binary_digits
     from companion.experiments import vae_seeds
 
     x = load_binary_digits().x_train[:1024].to(device)

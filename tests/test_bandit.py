@@ -1,4 +1,4 @@
-"""Tests of companion.bandit: the policy-gradient estimates against exact enumeration.
+"""Tests of companion.experiments.bandit: the policy-gradient estimates against exact enumeration.
 
 For a softmax policy over K arms, J(theta) = sum_a pi(a) mu_a is a finite sum, so
 its gradient and the moments of the REINFORCE estimator can be computed exactly by
@@ -13,7 +13,7 @@ import math
 import pytest
 import torch
 
-from companion.bandit import (
+from companion.experiments.bandit import (
     BernoulliBandit,
     exact_policy_gradient,
     expected_reward,

@@ -1,4 +1,4 @@
-"""Tests of companion.categorical: the toy objective, its exact gradient, and the
+"""Tests of companion.experiments.categorical: the toy objective, its exact gradient, and the
 estimators' mathematics (unbiasedness, the relaxation's bias, straight-through's Jacobian).
 
 Statistical tests are seeded; their tolerances are 5 standard errors.
@@ -11,7 +11,7 @@ import math
 import pytest
 import torch
 
-from companion import categorical as C
+from companion.experiments import categorical as C
 from companion.gumbel import gumbel
 
 LOGITS = torch.tensor([1.0, 0.0, -1.0], dtype=torch.float64)

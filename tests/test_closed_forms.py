@@ -1,4 +1,4 @@
-"""Tests of companion.closed_forms: closed forms against quadrature, and both against Monte Carlo."""
+"""Tests of companion.experiments.closed_forms: closed forms against quadrature, and both against Monte Carlo."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch.distributions import Exponential, Normal
 
-from companion import closed_forms as cf
+from companion.experiments import closed_forms as cf
 from companion.estimators import pathwise, score_function
 
 NAMES = cf.GAUSSIAN_TEST_FUNCTIONS

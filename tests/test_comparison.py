@@ -1,8 +1,8 @@
-"""Tests of companion.comparison: the problems' exact gradients, and what measure() reports.
+"""Tests of companion.experiments.comparison: the problems' exact gradients, and what measure() reports.
 
 Statistical tests are seeded; their tolerances are 5 standard errors of the quantity
 compared (bias: sqrt(tr Sigma / N); variance: sqrt((m4 - v^2)/N) per coordinate, from
-companion.closed_forms).
+companion.experiments.closed_forms).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import pytest
 import torch
 from scipy.stats import norm
 
-from companion import closed_forms, comparison
+from companion.experiments import closed_forms, comparison
 
 N = 20_000  # per seed
 ROOT = pathlib.Path(__file__).resolve().parents[1]

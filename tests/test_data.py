@@ -1,4 +1,4 @@
-"""Tests of companion.data: the binarized 8x8 digits and their seeded split."""
+"""Tests of companion.experiments.data: the binarized 8x8 digits and their seeded split."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 import torch
 from sklearn.datasets import load_digits
 
-from companion.data import Digits, load_binary_digits, tile_images
+from companion.experiments.data import Digits, load_binary_digits, tile_images
 
 
 def test_shapes_and_split_sizes():

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-from companion import closed_forms as cf
+from companion.experiments import closed_forms as cf
 from companion.experiments import measure_valued as E
 
 MU, SIGMA = 1.0, 1.0
@@ -39,7 +39,7 @@ def test_quadratic_curves_match_closed_forms(k):
 
 @pytest.mark.parametrize("name, k", [("exp", 1.0), ("cos", 2.0), ("quadratic", 1.5)])
 def test_curves_match_adaptive_quadrature(name, k):
-    """The score function and pathwise curves agree with :mod:`companion.closed_forms`'s
+    """The score function and pathwise curves agree with :mod:`companion.experiments.closed_forms`'s
     independent adaptive quadrature, and the reductions never exceed what they reduce."""
     c = E.variance_curves(name, [k], MU, SIGMA)
     for est in ("pathwise", "score_function"):

@@ -9,7 +9,7 @@ import math
 import pytest
 import torch
 
-from companion import categorical as C
+from companion.experiments import categorical as C
 from companion.experiments import gumbel_batches as G
 
 LOGITS = torch.tensor([1.0, 0.0, -1.0], dtype=torch.float64)

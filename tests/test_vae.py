@@ -1,4 +1,4 @@
-"""Tests of companion.vae: shapes, closed forms, exactness of the enumerated ELBO,
+"""Tests of companion.experiments.vae: shapes, closed forms, exactness of the enumerated ELBO,
 unbiasedness of the gradient estimators, training, and argument checks."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch.distributions import Categorical, Normal, kl_divergence
 
-from companion import vae
-from companion.data import load_binary_digits
+from companion.experiments import vae
+from companion.experiments.data import load_binary_digits
 from companion.device import setup
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from companion import vae
-from companion.data import load_binary_digits
+from companion.experiments import vae
+from companion.experiments.data import load_binary_digits
 from companion.experiments import vae_seeds as vs
 
 
@@ -34,7 +34,7 @@ def test_stacked_exact_elbo_is_each_models_exact_elbo(x):
 @pytest.mark.parametrize("source", vs.CATEGORICAL_SOURCES[1:] + ("pathwise", "score_function_gauss"))
 def test_one_stacked_model_matches_elbo_surrogate_with_the_same_noise(x, source):
     """With k = 1 the stacked loss draws the same noise, in the same order, as
-    companion.vae.elbo_surrogate: loss and encoder gradient must agree."""
+    companion.experiments.vae.elbo_surrogate: loss and encoder gradient must agree."""
     gauss = source in ("pathwise", "score_function_gauss")
     source = "score_function" if source == "score_function_gauss" else source
     torch.manual_seed(0)

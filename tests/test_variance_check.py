@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from companion import closed_forms as cf
+from companion.experiments import closed_forms as cf
 from companion.experiments.variance_check import per_sample_estimator, simulate_max_abs_z
 
 

@@ -33,7 +33,7 @@ from typing import Callable, Sequence
 
 import torch
 
-from companion import categorical
+from companion.experiments import categorical
 from companion.gumbel import gumbel, gumbel_softmax
 from companion.stats import BiasEstimate, bias_estimate
 from companion.validation import check_choice, check_positive_int
@@ -159,7 +159,7 @@ def minimize_seeds(h: Objective, logits: torch.Tensor, estimator: str, *, steps:
     runs (seeded once, by the caller, through torch's global generator). ``estimator`` is
     ``"exact"``, ``"reinforce+loo"`` (LOO baseline inside the batch of ``n_samples``),
     ``"relaxed"`` or ``"straight-through"``; ``temperature`` a number or a function of
-    the step (e.g. :func:`companion.categorical.anneal`).
+    the step (e.g. :func:`companion.experiments.categorical.anneal`).
     """
     logits = categorical._check_logits(logits)
     h = categorical._check_h(h)

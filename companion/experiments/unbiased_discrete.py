@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from companion import discrete
-from companion.data import load_binary_digits
+from companion.experiments.data import load_binary_digits
 from companion.gumbel import gumbel_rao, gumbel_softmax
 
 __all__ = [

@@ -1,6 +1,6 @@
 r"""Chapter 9's VAE experiments, vectorised over seeds: k models trained as one computation.
 
-Every VAE of :mod:`companion.vae` is two one-hidden-layer tanh MLPs. Here the
+Every VAE of :mod:`companion.experiments.vae` is two one-hidden-layer tanh MLPs. Here the
 parameters of ``k`` such models are **stacked** along a leading dimension (weights
 ``(k, n_in, n_out)``, biases ``(k, 1, n_out)``) and every layer is one batched matrix
 product (:func:`torch.baddbmm`) for all ``k`` at once. The loss is the **sum** of the
@@ -27,7 +27,7 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
-from companion import vae
+from companion.experiments import vae
 from companion.device import randn
 from companion.gumbel import gumbel_max, gumbel_softmax
 from companion.validation import check_positive_int
@@ -49,7 +49,7 @@ __all__ = [
 
 CATEGORICAL_SOURCES = ("exact", "score_function", "gumbel_softmax", "straight_through")
 GAUSSIAN_SOURCES = ("pathwise", "score_function")
-#: The names :mod:`companion.vae` uses for the same estimators.
+#: The names :mod:`companion.experiments.vae` uses for the same estimators.
 VAE_NAMES = {
     "score_function": "score function",
     "gumbel_softmax": "gumbel-softmax",
@@ -100,7 +100,7 @@ def stack_models(models) -> dict:
 
 
 def unstack_model(params: dict, i: int):
-    """Model ``i`` of a stack as an ordinary :mod:`companion.vae` module (a copy, on the stack's device)."""
+    """Model ``i`` of a stack as an ordinary :mod:`companion.experiments.vae` module (a copy, on the stack's device)."""
     kind, n_pixels, n_hidden, *rest = params["meta"]
     k = params["encoder.0.w"].shape[0]
     if isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < k:
@@ -178,8 +178,8 @@ def stacked_loss(params: dict, x: torch.Tensor, source: str, *, n_samples: int =
     r"""Sum over the ``k`` models of each one's loss (minus its batch-mean ELBO surrogate).
 
     ``x`` is ``(k, B, n_pixels)``. Row :math:`i`'s gradient is what
-    :func:`companion.vae.elbo_surrogate` would give model :math:`i` with the same noise
-    (``"exact"``: :func:`companion.vae.categorical_exact_loss`). Returns a scalar.
+    :func:`companion.experiments.vae.elbo_surrogate` would give model :math:`i` with the same noise
+    (``"exact"``: :func:`companion.experiments.vae.categorical_exact_loss`). Returns a scalar.
     """
     kind, n_pixels, n_hidden, *rest = params["meta"]
     allowed = CATEGORICAL_SOURCES if kind == "categorical" else GAUSSIAN_SOURCES
@@ -246,11 +246,11 @@ def encoder_gradient_samples(model, x: torch.Tensor, source: str, *, n_repeats: 
                              n_samples: int = 4, temperature: float = 1.0) -> torch.Tensor:
     r"""``n_repeats`` independent estimates of ``model``'s encoder gradient, in one backward pass.
 
-    The vectorised equivalent of :func:`companion.vae.encoder_gradients`: ``n_repeats``
+    The vectorised equivalent of :func:`companion.experiments.vae.encoder_gradients`: ``n_repeats``
     copies of ``model`` are stacked, each sees ``x`` with its own noise, and row :math:`r`
     of the result is copy :math:`r`'s gradient of minus the batch-mean ELBO surrogate,
     flattened in the order of ``model.encoder.parameters()``. ``source="exact"`` gives
-    ``n_repeats`` identical rows equal to :func:`companion.vae.exact_encoder_gradient`.
+    ``n_repeats`` identical rows equal to :func:`companion.experiments.vae.exact_encoder_gradient`.
 
     Returns:
         Tensor ``(n_repeats, n_encoder_parameters)``.
@@ -314,7 +314,7 @@ def train_stacked(params: dict, x_train: torch.Tensor, source: str, *, n_epochs:
     Each epoch draws one permutation of the training images per model (CPU global
     generator); every model takes the same number of steps of ``batch_size`` images and
     ``n_samples`` latent draws per image. The relaxations' temperature follows
-    :func:`companion.vae.temperature_schedule` from ``temperature[0]`` to ``temperature[1]``.
+    :func:`companion.experiments.vae.temperature_schedule` from ``temperature[0]`` to ``temperature[1]``.
     After epoch 0 (before training) and every ``eval_every`` epochs (and the last), each
     set in ``eval_sets`` is evaluated: the exact ELBO, reconstruction term and KL for
     categorical models; a Monte Carlo ELBO with ``eval_samples`` draws from a fixed-seed

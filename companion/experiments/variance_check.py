@@ -2,7 +2,7 @@ r"""Chapter 3's comparison of measured and exact estimator variances, calibrated
 
 Chapter 3 measures the variance of the pathwise and score-function estimators
 (with and without the optimal baseline :math:`b^\star`) on the Gaussian test
-problems of :mod:`companion.closed_forms`, and compares each measured variance
+problems of :mod:`companion.experiments.closed_forms`, and compares each measured variance
 :math:`s^2` of :math:`N` per-sample estimates with the exact :math:`V` in units of
 its standard error :math:`\sqrt{(m_4 - V^2)/N}`:
 
@@ -25,7 +25,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from companion import closed_forms as cf
+from companion.experiments import closed_forms as cf
 from companion.validation import check_positive_int
 
 __all__ = ["Case", "per_sample_estimator", "simulate_max_abs_z"]
@@ -40,7 +40,7 @@ def per_sample_estimator(
     r"""One coordinate of the per-sample estimator as a NumPy function of the noise :math:`\varepsilon`.
 
     ``col`` 0 is :math:`\hat g_\mu`, 1 is :math:`\hat g_\sigma`; the formulas are those of
-    :mod:`companion.closed_forms` (pathwise :math:`f'(x)`, :math:`f'(x)\varepsilon`; score
+    :mod:`companion.experiments.closed_forms` (pathwise :math:`f'(x)`, :math:`f'(x)\varepsilon`; score
     function :math:`(f(x) - b_j)\,s_j`, with :math:`b_j = b^\star_j` when
     ``baseline="optimal"``, else 0).
     """
@@ -65,7 +65,7 @@ def simulate_max_abs_z(
     For each case, ``n_repeats`` independent samples of ``n_samples`` noise draws give
     ``n_repeats`` sample variances (``ddof=1``), each turned into
     :math:`z = (s^2 - V)/\operatorname{SE}` with the exact :math:`V` and SE of
-    :mod:`companion.closed_forms`. Returns an array of shape ``(n_repeats,)``: under the
+    :mod:`companion.experiments.closed_forms`. Returns an array of shape ``(n_repeats,)``: under the
     null hypothesis that every measurement is correct, the distribution of the largest
     :math:`|z|`, whatever the skewness of the sample variances.
     """

@@ -7,7 +7,7 @@ gradient :math:`\nabla_\theta L` is known:
   the mean of :math:`N` per-sample estimates, with standard error
   :math:`\sqrt{\operatorname{tr}\Sigma / N}`;
 * its **variance** :math:`\operatorname{tr}\Sigma`, the total variance of one
-  sample's estimate (see :func:`companion.categorical.bias_variance`);
+  sample's estimate (see :func:`companion.experiments.categorical.bias_variance`);
 * its **time per sample** :math:`t`, the wall-clock time of one call divided by :math:`N`
   (the fastest of a few calls: other processes can only slow a call down).
 
@@ -26,13 +26,13 @@ given accuracy sooner.
 
 * the Gaussian test functions of chapter 3, :math:`x \sim \mathcal N(\mu, \sigma^2)`,
   :math:`\theta = (\mu, \sigma) = (1, 1)`: :math:`(x-2)^2`, :math:`e^{-x^2}` and
-  :math:`\cos 3x` (exact gradients from :mod:`companion.closed_forms`);
+  :math:`\cos 3x` (exact gradients from :mod:`companion.experiments.closed_forms`);
 * the exponential of chapter 4, :math:`z \sim \operatorname{Exp}(\lambda)`,
   :math:`\lambda = 1`, :math:`f(z) = (z-1)^2`
-  (:func:`companion.closed_forms.exponential_gradient`);
+  (:func:`companion.experiments.closed_forms.exponential_gradient`);
 * a categorical objective of chapter 5, :math:`k \sim \operatorname{softmax}(\theta)`
   over four categories, :math:`h(e_k) = \lVert e_k - t \rVert^2`
-  (:func:`companion.categorical.exact_gradient`);
+  (:func:`companion.experiments.categorical.exact_gradient`);
 * a step function, :math:`f(x) = \mathbf 1[x > 0]` with
   :math:`x \sim \mathcal N(\mu, \sigma^2)`, :math:`\theta = (\mu, \sigma) = (0.5, 1)`:
   :math:`\mathbb E[f] = \Phi(\mu/\sigma)`, so
@@ -59,7 +59,9 @@ from typing import Callable
 import torch
 from torch.distributions import Categorical, Distribution, Exponential, Normal
 
-from companion import categorical, closed_forms, estimators
+from companion import estimators
+
+from companion.experiments import categorical, closed_forms
 from companion.stats import BiasEstimate, bias_estimate
 from companion.validation import check_choice, check_positive_int
 
@@ -296,7 +298,7 @@ def problems(device: torch.device | str | None = None) -> list[Problem]:
 # --------------------------------------------------------------------------- estimators
 def _check_problem(problem) -> Problem:
     if not isinstance(problem, Problem):
-        raise TypeError(f"problem must be a companion.comparison.Problem, got {type(problem).__name__}")
+        raise TypeError(f"problem must be a companion.experiments.comparison.Problem, got {type(problem).__name__}")
     return problem
 
 
@@ -603,7 +605,7 @@ def variance_checks(results: list[Measurement]) -> list[tuple[str, str, float, f
 
     For the Gaussian problems and the exponential, the plain score function's and the
     pathwise estimator's :math:`\operatorname{tr}\Sigma` have closed forms
-    (:mod:`companion.closed_forms`). Returns rows ``(problem, estimator, measured, exact,
+    (:mod:`companion.experiments.closed_forms`). Returns rows ``(problem, estimator, measured, exact,
     se)``, ``measured`` the pooled variance of all seeds' samples and ``se`` the standard
     error of a sample variance of that many samples, :math:`\sqrt{(m_4 - v^2)/N}` per
     coordinate; for two coordinates the sum of their standard errors, an upper bound on
