@@ -275,7 +275,11 @@ def _gumbel_softmax(logits, tau, hard, g, generator, masked: bool, small_tau: bo
     z = z.div_(tau) if in_place else z / tau
     if masked:
         z = z.masked_fill(mask, -math.inf)
-    y = torch.softmax(z, dim=-1)
-    if hard:
-        y = _straight_through(y)
+    y = _relax(z, hard)
     return y if y.dtype == out_dtype else y.to(out_dtype)
+
+
+def _relax(z: torch.Tensor, hard: bool, straight_through=_straight_through) -> torch.Tensor:
+    """The softmax of ``z`` over the last dimension, straight-through one-hot if ``hard`` (unchecked)."""
+    y_soft = torch.softmax(z, dim=-1)
+    return straight_through(y_soft) if hard else y_soft
