@@ -275,27 +275,11 @@ def _gumbel_softmax(logits, tau, hard, g, generator, masked: bool, small_tau: bo
     z = z.div_(tau) if in_place else z / tau
     if masked:
         z = z.masked_fill(mask, -math.inf)
-    y = torch.softmax(z, dim=-1)
-    if hard:
-        y = _straight_through(y)
+    y = _relax(z, hard)
     return y if y.dtype == out_dtype else y.to(out_dtype)
 
 
 # --------------------------------------------------------------------------- Gumbel-Rao
-def _gumbel_rao_logits(logits) -> torch.Tensor:
-    """Checks for :func:`gumbel_rao`: -inf entries are masked categories (never sampled);
-    NaN and +inf are errors, and so is a row with every category masked."""
-    logits = check_tensor("logits", logits)
-    if logits.dim() == 0 or logits.shape[-1] < 1:
-        raise ValueError(f"logits must have a last dimension of at least one category, got shape {tuple(logits.shape)}")
-    finite = torch.isfinite(logits.detach())
-    if bool((torch.isnan(logits.detach()) | (logits.detach() == float("inf"))).any()):
-        raise ValueError("logits must be finite or -inf (a masked category), got NaN or +inf entries")
-    if not bool(finite.any(dim=-1).all()):
-        raise ValueError("logits has a row whose categories are all masked (-inf): nothing to sample")
-    return logits
-
-
 def gumbel_rao(logits: torch.Tensor, temperature=1.0, k: int = 1) -> torch.Tensor:
     r"""Straight-through Gumbel-softmax, Rao-Blackwellized over the Gumbels (Paulus et al., 2021).
 
@@ -326,16 +310,14 @@ def gumbel_rao(logits: torch.Tensor, temperature=1.0, k: int = 1) -> torch.Tenso
     Returns:
         The one-hot sample, shape ``logits.shape``, differentiable in ``logits``.
     """
-    from companion.validation import check_positive_int  # noqa: PLC0415 (keeps the module's imports untouched)
-
-    logits = _gumbel_rao_logits(logits)
-    k = check_positive_int("k", k)
-    tau = check_positive("temperature", as_tensor("temperature", temperature, like=logits))
+    logits, _ = _check_logits(logits)
+    k = validation.check_positive_int("k", k)
+    tau, _ = _check_temperature(temperature, logits, compute_dtype(logits.dtype))
     with torch.no_grad():
         shifted = logits.detach() - logits.detach().amax(dim=-1, keepdim=True)
-        index = torch.argmax(shifted + gumbel(logits.shape, dtype=logits.dtype, device=logits.device), dim=-1)
+        index = torch.argmax(shifted + _gumbel(logits.shape, None, logits.device, logits.dtype), dim=-1)
         d_hard = torch.zeros_like(shifted).scatter_(-1, index.unsqueeze(-1), 1.0)
-        log_e = uniform_open((k,) + tuple(logits.shape), dtype=logits.dtype).neg_().log1p_().neg_()
+        log_e = _uniform_open((k,) + tuple(logits.shape), None, None, logits.dtype).neg_().log1p_().neg_()
         log_e = log_e.log_().to(logits.device)  # log E with E = -log(1 - u) ~ Exp(1)
         log_z = torch.logsumexp(shifted, dim=-1, keepdim=True)
         log_e_d = (log_e * d_hard).sum(dim=-1, keepdim=True)
@@ -347,3 +329,7 @@ def gumbel_rao(logits: torch.Tensor, temperature=1.0, k: int = 1) -> torch.Tenso
     ell = torch.where(live, logits, torch.zeros_like(logits))
     y_soft = torch.softmax((z + (ell - ell.detach())) / tau, dim=-1).mean(dim=0)
     return d_hard - y_soft.detach() + y_soft
+def _relax(z: torch.Tensor, hard: bool, straight_through=_straight_through) -> torch.Tensor:
+    """The softmax of ``z`` over the last dimension, straight-through one-hot if ``hard`` (unchecked)."""
+    y_soft = torch.softmax(z, dim=-1)
+    return straight_through(y_soft) if hard else y_soft
