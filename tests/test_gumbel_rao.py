@@ -115,7 +115,7 @@ def test_batch_shape_and_device(seed):
         ({"logits": [0.1, 0.2]}, "logits must be a torch.Tensor"),
         ({"logits": torch.tensor(1.0)}, "logits must have at least one dimension"),
         ({"logits": torch.tensor([0.0, float("nan")])}, "logits must not contain NaN"),
-        ({"logits": torch.tensor([0.0, float("inf")])}, "logits must not contain +inf"),
+        ({"logits": torch.tensor([0.0, float("inf")])}, r"logits must not contain \+inf"),
         ({"logits": torch.tensor([[0.0, 1.0], [float("-inf"), float("-inf")]])}, "finite entry in every row"),
         ({"temperature": 0.0}, "temperature must be > 0"),
         ({"k": 0}, "k must be an int >= 1"),
