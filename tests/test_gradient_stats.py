@@ -9,7 +9,7 @@ import torch
 
 from companion.gradient_stats import gradient_error
 
-P, R, SIGMA = 40, 400, 0.5
+P, R, SIGMA = 1000, 400, 0.5
 
 
 def _draws(bias, generator):
@@ -29,6 +29,8 @@ def test_unbiased_estimates_show_no_bias_beyond_the_noise(generator):
     assert abs(e.relative_variance - SIGMA**2) < 5 * se_var
     bound = math.sqrt(5 * math.sqrt(2 * P) * SIGMA**2 / R) / math.sqrt(P)
     assert e.relative_bias < bound
+    uncorrected = float((est.mean(0) - g).norm() / g.norm())  # what a missing correction reports
+    assert uncorrected > 1.5 * bound
     assert e.noise_floor == pytest.approx(SIGMA / math.sqrt(R), rel=0.1)
     assert e.cosine > 0.99
     assert e.relative_mse(4) == pytest.approx(e.relative_bias**2 + e.relative_variance / 4)
