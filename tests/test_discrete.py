@@ -249,3 +249,17 @@ def test_conditional_logistic_has_the_right_law(stats):
 def test_bad_input_fails_clearly(call, match):
     with pytest.raises((TypeError, ValueError), match=match):
         call()
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("fn", [D.arm, D.disarm, D.rebar])
+def test_same_estimates_on_cuda(fn):
+    """Noise is drawn on the CPU, so a CUDA run of the same seed gives the same estimates."""
+    f = toy(0.3)
+    logits = torch.tensor([0.5, -1.0, 2.0])
+    torch.manual_seed(0)
+    cpu = fn(f, logits, 1000)
+    torch.manual_seed(0)
+    gpu = fn(f, logits.cuda(), 1000)
+    assert gpu.device.type == "cuda"
+    assert torch.allclose(gpu.cpu(), cpu, atol=1e-5)
