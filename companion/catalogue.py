@@ -24,7 +24,7 @@ __all__ = ["Entry", "ENTRIES", "entries", "get", "names", "markdown_table", "COL
 
 @dataclass(frozen=True)
 class Entry:
-    """One estimator: the facts the cheat sheet's table shows.
+    r"""One estimator: the facts the cheat sheet's table shows.
 
     Attributes:
         name: canonical name, the library function's name.
