@@ -1,4 +1,4 @@
-"""Tests of companion.gradient_stats against estimates whose bias and covariance are known."""
+"""Tests of companion.stats against estimates whose bias and covariance are known."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from companion.gradient_stats import gradient_error
+from companion.stats import gradient_error
 
 P, R, SIGMA = 1000, 400, 0.5
 
