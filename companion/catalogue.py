@@ -236,8 +236,8 @@ ENTRIES: tuple[Entry, ...] = (
     ),
 )
 
-#: The cheat sheet's two tables and their columns, in order: what each estimator
-#: computes, and what it needs and costs (one wide table would scroll sideways).
+# The cheat sheet's two tables and their columns, in order: what each estimator
+# computes, and what it needs and costs (one wide table would scroll sideways).
 TABLES: dict[str, tuple[str, ...]] = {
     "estimate": ("estimator", "per-sample estimate $\\hat g_i$", "unbiased", "chapter"),
     "needs": ("estimator", "needs from $f$", "needs from $p_\\theta$",

@@ -177,7 +177,7 @@ class GradientError(NamedTuple):
     relative_bias: float  #: noise-floor-corrected norm of the bias over the exact norm
     cosine: float  #: cosine between the estimator's expectation and the exact gradient
     relative_variance: float  #: total variance of one estimate over the exact squared norm
-    noise_floor: float  #: sqrt(V / R) / |g|: the relative bias a perfect estimator would show uncorrected
+    noise_floor: float  #: the relative bias a perfect estimator would show uncorrected, sqrt(V / R) over the norm of g
     n_estimates: int  #: R
 
     def relative_mse(self, n: int = 1) -> float:

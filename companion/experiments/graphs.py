@@ -21,7 +21,7 @@ from matplotlib.patches import Circle, FancyArrowPatch, FancyBboxPatch
 
 __all__ = ["GRAPHS", "differentiable_paths", "draw_graphs"]
 
-#: node: (x, y, kind, label); kind is "param", "input" (noise), "random",
+#: Each node maps to (x, y, kind, label); kind is "param", "input" (noise), "random",
 #: "deterministic" or "output". Edges: (source, target, differentiable).
 GRAPHS = {
     "sampling": {

@@ -48,7 +48,7 @@ __all__ = [
 
 NAMES = ("score_function", "straight_through", "gumbel_rao", "arm", "disarm", "rebar", "relax")
 
-#: Per estimate: (evaluations of f, backward passes through f or the control).
+#: Per estimate, the pair (evaluations of f, backward passes through f or the control).
 COST = {
     "score_function": (1, 0),
     "straight_through": (1, 1),
@@ -151,6 +151,7 @@ class Control(torch.nn.Module):
         torch.nn.init.zeros_(self.net[2].bias)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
+        r"""The control's value :math:`c_\phi(z)` at relaxation variables ``z``."""
         relaxed = self.eta * self.f(torch.sigmoid(z / self.log_lam.exp()))
         features = torch.stack([z, self.theta.expand_as(z)], dim=-1)
         return relaxed + self.net(features).squeeze(-1)

@@ -3,7 +3,7 @@ r"""Chapter 9's VAE experiments, vectorised over seeds: k models trained as one 
 Every VAE of :mod:`companion.experiments.vae` is two one-hidden-layer tanh MLPs. Here the
 parameters of ``k`` such models are **stacked** along a leading dimension (weights
 ``(k, n_in, n_out)``, biases ``(k, 1, n_out)``) and every layer is one batched matrix
-product (:func:`torch.baddbmm`) for all ``k`` at once. The loss is the **sum** of the
+product (``torch.baddbmm``) for all ``k`` at once. The loss is the **sum** of the
 ``k`` models' losses, so its gradient with respect to row ``i`` of the stacked
 parameters is model ``i``'s gradient alone; Adam is elementwise, so one Adam over the
 stacked tensors is exactly ``k`` independent Adams. Training ``k`` seeds then costs one
