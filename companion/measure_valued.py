@@ -118,47 +118,23 @@ def _uniform(n: int, dtype) -> torch.Tensor:
 
 
 def _natural_and_jacobian(dist_fn, theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """The natural parameters and their Jacobian ``(n_natural, theta.numel())``.
+    """The natural parameters ``(n_natural, *batch_shape)`` and their Jacobian
+    ``(n_natural * entries, theta.numel())`` with respect to ``theta``.
 
-    One backward pass per natural parameter (computed once per call, not per sample).
+    One backward pass per natural parameter (once per call, not per sample).
     """
     q = theta.detach().clone().requires_grad_(True)
-    with _no_validation(), torch.enable_grad():
-        flat = _natural(dist_fn, q).reshape(-1)
+    with _no_validation():
+        with torch.enable_grad():
+            eta = _natural(dist_fn, q)
+        flat = eta.reshape(-1)
         rows = []
         for k in range(flat.numel()):
             row = None
             if flat.requires_grad:
                 (row,) = torch.autograd.grad(flat[k], q, retain_graph=True, allow_unused=True)
             rows.append(torch.zeros(q.numel(), dtype=q.dtype) if row is None else row.reshape(-1))
-    return flat.detach(), torch.stack(rows)
-
-
-def _uniform(n: int, dtype) -> torch.Tensor:
-    """Uniform on the open interval (0, 1], safe under a logarithm."""
-    return torch.rand(n, dtype=dtype).clamp_(min=torch.finfo(dtype).tiny)
-
-
-def _natural_and_jacobian(dist_fn, theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """The natural parameters and their Jacobian ``(n_natural, theta.numel())``.
-
-    One backward pass per natural parameter when they are fewer than the
-    entries of ``theta``, one forward pass per entry of ``theta`` otherwise.
-    """
-    with _no_validation():
-        if True:
-            q = theta.detach().clone().requires_grad_(True)
-            with torch.enable_grad():
-                eta = _natural(dist_fn, q)
-            flat = eta.reshape(-1)
-            rows = []
-            for k in range(flat.numel()):
-                if not flat.requires_grad:
-                    rows.append(torch.zeros(q.numel(), dtype=q.dtype))
-                    continue
-                (row,) = torch.autograd.grad(flat[k], q, retain_graph=True, allow_unused=True)
-                rows.append(torch.zeros(q.numel(), dtype=q.dtype) if row is None else row.reshape(-1))
-            return eta.detach(), torch.stack(rows)
+    return eta.detach(), torch.stack(rows)
 
 
 def _rayleigh(n: int, dtype) -> torch.Tensor:

@@ -48,6 +48,7 @@ __all__ = [
     "simulated_dimension_variances",
     "toolbox",
     "rqmc_variance",
+    "antithetic_variances",
     "rao_blackwell_problem",
     "rao_blackwell_exact",
     "rao_blackwell_simulated",
@@ -311,6 +312,20 @@ def toolbox(name: str, k: float, n: int, seeds, mu: float = 1.0, sigma: float = 
         add("measure_valued_uncoupled", 4 * _pair_var(measure_valued(f, _normal, p, n // 4, coupling=False)))
         add("measure_valued", 4 * _pair_var(measure_valued(f, _normal, p, n // 4)))
     return {label: np.array(v) for label, v in out.items()}
+
+
+def antithetic_variances(name: str, k: float, mu: float = 1.0, sigma: float = 1.0) -> np.ndarray:
+    r"""Exact variance of one antithetic pair's pathwise estimate, per coordinate
+    :math:`(\mu, \sigma)`: :math:`\operatorname{Var}\tfrac12\bigl(\hat g(\varepsilon)
+    + \hat g(-\varepsilon)\bigr)` with :math:`\hat g(\varepsilon) = (f'(x),\ f'(x)\varepsilon)`,
+    :math:`x = \mu + \sigma\varepsilon`, by the same quadrature as :func:`variance_curves`
+    (whose nodes are symmetric about 0). A pair costs two evaluations of ``f``.
+    """
+    check_choice("name", name, FUNCTIONS)
+    _, df, _ = test_functions(name, float(k))
+    e, w = _EPS, _WE
+    plus, minus = df(mu + sigma * e), df(mu - sigma * e)
+    return np.array([_var(0.5 * (plus + minus), w), _var(0.5 * e * (plus - minus), w)])
 
 
 def rqmc_variance(name: str, k: float, sizes, repeats: int, mu: float = 1.0, sigma: float = 1.0) -> dict[str, np.ndarray]:
