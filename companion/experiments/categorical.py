@@ -1,5 +1,5 @@
 r"""A categorical toy objective, its exact gradient by enumeration, and the gradient
-estimators of chapter 5 measured against it.
+estimators of chapter 6 measured against it.
 
 The objective. Logits :math:`\theta \in \mathbb R^K` define
 :math:`p = \operatorname{softmax}(\theta)`; a function :math:`h` of a point of the

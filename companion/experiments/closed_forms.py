@@ -1,6 +1,6 @@
 r"""Exact gradients and estimator variances for the book's test problems.
 
-Chapters 3, 4 and 6 measure the score-function and pathwise estimators on problems
+Chapters 3, 4 and 8 measure the score-function and pathwise estimators on problems
 whose answers are known, so that every measured variance can be set against its
 exact value. This module holds those exact values.
 

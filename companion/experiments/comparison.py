@@ -1,4 +1,4 @@
-r"""Every estimator on the same problems: bias, variance and cost per sample (chapter 6).
+r"""Every estimator on the same problems: bias, variance and cost per sample (chapter 8).
 
 A gradient estimator is judged by three numbers measured on a problem whose exact
 gradient :math:`\nabla_\theta L` is known:
@@ -30,7 +30,7 @@ given accuracy sooner.
 * the exponential of chapter 4, :math:`z \sim \operatorname{Exp}(\lambda)`,
   :math:`\lambda = 1`, :math:`f(z) = (z-1)^2`
   (:func:`companion.experiments.closed_forms.exponential_gradient`);
-* a categorical objective of chapter 5, :math:`k \sim \operatorname{softmax}(\theta)`
+* a categorical objective of chapter 6, :math:`k \sim \operatorname{softmax}(\theta)`
   over four categories, :math:`h(e_k) = \lVert e_k - t \rVert^2`
   (:func:`companion.experiments.categorical.exact_gradient`);
 * a step function, :math:`f(x) = \mathbf 1[x > 0]` with
@@ -270,7 +270,7 @@ def _step(x: torch.Tensor) -> torch.Tensor:
 
 
 def problems(device: torch.device | str | None = None) -> list[Problem]:
-    """The six problems of chapter 6, with ``params`` on ``device`` (default CPU)."""
+    """The six problems of chapter 8, with ``params`` on ``device`` (default CPU)."""
     device = torch.device("cpu") if device is None else torch.device(device)
     out = []
     mu, sigma = 1.0, 1.0

@@ -2,7 +2,7 @@ r"""The book's real data: scikit-learn's bundled 8x8 handwritten digits, binariz
 
 ``sklearn.datasets.load_digits`` ships its 1797 images inside the scikit-learn
 package, so nothing is downloaded. Each image is 8x8 pixels with integer grey
-levels :math:`0, \dots, 16`. Chapter 7 models every pixel as a Bernoulli variable,
+levels :math:`0, \dots, 16`. Chapter 9 models every pixel as a Bernoulli variable,
 so the images are **binarized** with a fixed threshold,
 
 .. math::

@@ -1,4 +1,4 @@
-r"""Variational autoencoders for chapter 7: models, ELBOs, gradient estimators, training.
+r"""Variational autoencoders for chapter 9: models, ELBOs, gradient estimators, training.
 
 A VAE :cite:p:`kingma2014,rezende2014` has a decoder :math:`p_\theta(x \mid z)` and prior
 :math:`p(z)`, and an encoder :math:`q_\phi(z \mid x)`. It maximizes the evidence lower bound
