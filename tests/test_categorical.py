@@ -277,6 +277,50 @@ def test_concrete_density_matches_torch_and_the_samples():
     assert abs(freq - q) < 5 * math.sqrt(q * (1 - q) / n)
 
 
+@pytest.mark.parametrize("tau", [0.7, 1.5])
+def test_concrete_density_integrates_to_one_for_three_categories(tau):
+    r"""For :math:`K = 3` the density of :math:`(y_1, y_2)` integrates to one over the
+    simplex. With :math:`y = \operatorname{softmax}(u_1, u_2, 0)` the Jacobian of
+    :math:`(u_1, u_2) \mapsto (y_1, y_2)` is :math:`y_1 y_2 y_3` (the determinant of
+    :math:`\operatorname{diag}(y_{1:2}) - y_{1:2} y_{1:2}^\top`), so the integral is
+    :math:`\int p(y)\, y_1 y_2 y_3\, du`, a smooth integrand with exponential tails,
+    which the 2-D trapezoid rule on :math:`[-30, 30]^2` gets to about 1e-5. A wrong
+    factor (:math:`(K-1)!` or :math:`\tau^{K-1}`) is off by 50 % or more.
+    """
+    logits = torch.tensor([1.0, 0.0, -1.0], dtype=torch.float64)
+    u = torch.linspace(-30, 30, 1201, dtype=torch.float64)
+    u1, u2 = torch.meshgrid(u, u, indexing="ij")
+    y = torch.softmax(torch.stack([u1, u2, torch.zeros_like(u1)], -1), -1)
+    dens = C.concrete_log_prob(logits, tau, y).exp() * y.prod(-1)
+    total = torch.trapezoid(torch.trapezoid(dens, u, dim=-1), u)
+    assert float(total) == pytest.approx(1.0, abs=1e-4)
+
+
+def test_concrete_log_ratio_does_not_depend_on_a_shared_temperature():
+    r"""Chapter 6's claim. :math:`y = \operatorname{softmax}((\theta + g)/\tau)` is an
+    invertible map of the differences :math:`x_i - x_K` of :math:`x = \theta + g`, so
+    :math:`\log q_\tau(y) - \log p_\tau(y)` (posterior and prior at the *same*
+    :math:`\tau`) is the log density ratio of those differences, the Jacobian cancelling:
+    with the same noise :math:`g` it is the same number at every :math:`\tau`, draw by
+    draw, and so is its mean, the Concrete KL. With a different prior temperature the
+    Jacobians no longer cancel and the ratio changes.
+    """
+    from companion.gumbel import gumbel, gumbel_softmax
+    torch.manual_seed(0)
+    q = torch.tensor([1.0, 0.0, -1.0], dtype=torch.float64)
+    p = torch.tensor([0.3, -0.2, 0.0], dtype=torch.float64)
+    g = gumbel((500, 3), dtype=torch.float64)
+
+    def log_ratio(tau_q, tau_p):
+        y = gumbel_softmax(q.expand(500, 3), tau_q, g=g)
+        return C.concrete_log_prob(q, tau_q, y) - C.concrete_log_prob(p, tau_p, y)
+
+    ref = log_ratio(1.0, 1.0)
+    for tau in (0.3, 3.0):
+        assert torch.allclose(log_ratio(tau, tau), ref, atol=1e-9)
+    assert not torch.allclose(log_ratio(0.5, 1.0), ref, atol=1e-3)
+
+
 def test_concrete_density_rejects_points_off_the_simplex():
     with pytest.raises(ValueError, match="open simplex"):
         C.concrete_log_prob(torch.zeros(3), 1.0, torch.tensor([0.0, 0.5, 0.5]))

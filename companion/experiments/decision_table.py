@@ -65,10 +65,10 @@ ROWS: list[Row] = [
     ),
     Row(
         "any",
-        "discrete (categorical)",
-        "**score function + LOO baseline**, the default",
+        "discrete (categorical), large batches or no bias allowed",
+        "**score function + LOO baseline**",
         "unbiased; on the categorical problem its MSE beats every relaxation "
-        "from a batch of {cat_cross} on, and the gap grows with the batch",
+        "from a batch of {cat_cross} on (range over the seeds), and the gap grows with the batch",
         "chapters 6 and 8",
     ),
     Row(
