@@ -257,3 +257,33 @@ def test_train_pairs_groups_and_is_deterministic():
     assert not torch.allclose(run(1).params["w"][:2], run(1).params["w"][2:])
     with pytest.raises(ValueError, match="n_groups"):
         run(3)
+
+
+def test_categorical_vimco_signal_is_the_geometric_mean_substitute(monkeypatch, seed):
+    r"""The VAE's VIMCO learning signal, pinned to :cite:t:`mnih2016`'s formula.
+
+    With the parts :math:`(\log p_\theta(x \mid z_j), \log q(z_j))` fixed, the loss is
+    :math:`-\frac1B\sum_b[\hat{\mathcal L}_k + \sum_j(\hat{\mathcal L}_k - b_j)\log q(z_j)]`
+    with :math:`\hat{\mathcal L}_k` depending on :math:`\log q(z_j)` through
+    :math:`\log w_j = \log p_\theta(x\mid z_j) + \log p(z_j) - \log q(z_j)`, so
+    :math:`\partial\,\mathrm{loss}/\partial\log q(z_j) = -\frac1B(\hat{\mathcal L}_k
+    - b_j - \tilde w_j)`, with
+    :math:`b_j = \log\frac1k(\sum_{l\ne j} w_l + \exp\frac1{k-1}\sum_{l\ne j}\log w_l)`.
+    Unbiasedness (above) holds for any baseline free of :math:`z_j`; this pins the formula."""
+    s, k, b, n_lat, n_cat = 1, 4, 3, 2, 8
+    g = torch.Generator().manual_seed(seed)
+    ll = -5 * torch.rand(s, k, b, generator=g, dtype=torch.float64)
+    log_q = (-3 * torch.rand(s, k, b, generator=g, dtype=torch.float64)).requires_grad_()
+    log_q_all = torch.log_softmax(torch.randn(s, b, n_lat, n_cat, generator=g, dtype=torch.float64), -1)
+    monkeypatch.setattr(be, "_categorical_parts", lambda *a: (ll, log_q, log_q_all))
+    p = {"enc1_w": torch.zeros(s, 1, 1)}
+    loss, _ = be.categorical_surrogate(p, torch.zeros(b, 64), k, "vimco", n_lat, n_cat)
+    (got,) = torch.autograd.grad(loss, log_q)
+    log_w = (ll - n_lat * math.log(n_cat) - log_q).detach()
+    bound = torch.logsumexp(log_w, 1) - math.log(k)
+    base = torch.empty_like(log_w)
+    for j in range(k):
+        others = torch.cat([log_w[:, :j], log_w[:, j + 1 :]], 1)
+        base[:, j] = torch.logaddexp(torch.logsumexp(others, 1), others.mean(1)) - math.log(k)
+    want = -(bound[:, None] - base - torch.softmax(log_w, 1)) / b
+    torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)
