@@ -87,9 +87,8 @@ def _nbval(tmp_path: pathlib.Path, device: str) -> subprocess.CompletedProcess:
         ("cuda", ["float-order"], "loss 0.123456", "loss 0.123956", False),
         # and an untagged cell is compared exactly there too,
         ("cuda", [], "loss 0.123456", "loss 0.123499", False),
-        # unless a line still ends in the old printed marker (legacy, until the
-        # notebooks that print it are converted to the tag).
-        ("cuda", [], "loss 0.123456 (float-order)", "loss 0.123499 (float-order)", True),
+        # and the old printed marker no longer buys a tolerance.
+        ("cuda", [], "loss 0.123456 (float-order)", "loss 0.123499 (float-order)", False),
     ],
 )
 def test_float_order_tag_under_nbval(tmp_path, device, tags, stored, printed, passes):
