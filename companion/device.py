@@ -20,7 +20,7 @@ import torch
 
 from companion.validation import check_float_dtype, check_positive_int, check_shape, compute_dtype
 
-__all__ = ["get_device", "setup", "randn", "uniform_open", "to_device"]
+__all__ = ["get_device", "setup", "randn", "uniform_open"]
 
 _ENV = "COMPANION_DEVICE"
 
@@ -77,11 +77,6 @@ def setup(seed: int = 0, num_threads: int | None = 1) -> torch.device:
     torch.backends.cudnn.allow_tf32 = False
     torch.backends.cudnn.benchmark = False
     return get_device()
-
-
-def to_device(x: torch.Tensor, device: torch.device | str | None = None) -> torch.Tensor:
-    """Move ``x`` to ``device`` (default :func:`get_device`)."""
-    return x.to(get_device() if device is None else device)
 
 
 def _check_generator(generator) -> torch.Generator | None:

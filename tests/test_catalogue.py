@@ -73,7 +73,7 @@ def test_the_two_tables_show_every_column_once():
         catalogue.markdown_table("all")
 
 
-# The estimators the book covers (final chapter numbers; see the brief of issue 18).
+# The estimators the book covers (final chapter numbers).
 EXPECTED = {
     "score_function": {2, 8}, "pathwise": {3, 4, 8}, "measure_valued": {5},
     "gumbel_softmax": {6, 8, 9}, "straight_through": {6, 8, 9}, "arm": {7},

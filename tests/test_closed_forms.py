@@ -319,7 +319,7 @@ def test_variance_crossover_is_where_the_variances_meet(name, col, baseline):
 
 
 def test_variance_crossover_values_and_errors():
-    """Independent quadrature (issue 11) put the exp(-k x^2) crossovers at k = 0.87 / 1.00 without
+    """Independent quadrature put the exp(-k x^2) crossovers at k = 0.87 / 1.00 without
     a baseline and 0.36 / 0.75 with b*; the quadratic never crosses."""
     assert cf.gaussian_variance_crossover("exp", 0) == pytest.approx(0.87, abs=0.005)
     assert cf.gaussian_variance_crossover("exp", 1) == pytest.approx(1.00, abs=0.005)

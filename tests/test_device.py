@@ -66,13 +66,6 @@ def test_cuda_names(monkeypatch):
         D.get_device()
 
 
-def test_to_device_uses_the_environment(monkeypatch):
-    monkeypatch.setenv(ENV, "cpu")
-    x = torch.ones(3)
-    assert D.to_device(x).device.type == "cpu"
-    assert D.to_device(x, "cpu").device.type == "cpu"
-
-
 # ---------------------------------------------------------------------------------------
 # setup
 # ---------------------------------------------------------------------------------------

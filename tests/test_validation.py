@@ -1,5 +1,5 @@
 """Bad input fails at the call with a TypeError or ValueError that names the argument; extreme
-but valid input stays finite (issue 2, item 4).
+but valid input stays finite.
 
 Each case asserts the exception type and that the message names the offending argument
 (and, where it is short, shows its value).

@@ -7,7 +7,7 @@ broken workflow fails in this suite before it fails on GitHub.
   installs from (its sdist downloads a Go binary at build time), hence this.
 * Expressions: every ``${{ ... }}`` is balanced and uses only contexts GitHub
   defines.
-* What the workflow must do (issue 18): run the README's test command on pushes and
+* What the workflow must do: run the README's test command on pushes and
   pull requests on the CPU, cache the pip downloads, upload the browser test's
   failure screenshots, and carry an opt-in GPU job with ``COMPANION_DEVICE=cuda``
   on runner labels the maintainer sets; every script it runs exists.
