@@ -52,7 +52,7 @@ ROWS: list[Row] = [
         "**measure both**: the score function + LOO may win",
         "$\\cos 3x$: pathwise variance {cos_ratio:.1f}x the score function's "
         "(seeds {cos_lo:.1f}-{cos_hi:.1f}); bump $e^{{-x^2}}$: the score function's variance "
-        "{bump_lo:.2f}-{bump_hi:.2f}x pathwise's, close",
+        "{bump_lo:.3f}-{bump_hi:.3f}x pathwise's, close",
         "chapter 8",
     ),
     Row(
