@@ -530,7 +530,8 @@ def markdown(info: dict, rounds: int) -> str:
     lines += ["", "| device | comparison | size | companion | reference | ratio | goal | met |",
               "| --- | --- | ---: | ---: | --- | ---: | --- | --- |"]
     for r in ROWS:
-        if r["section"] in ("gumbel", "reparam", "estimators"):
+        if r["section"] in ("gumbel", "reparam", "estimators", "cost per evaluation of f", "discrete",
+                            "multisample", "vae_seeds"):
             lines.append(f"| {r['device']} | {r['case']} | {r['size']:.0e} | {fmt_time(r['companion_s'])} | "
                          f"{r['reference']} ({fmt_time(r['reference_s'])}) | {r['ratio']:.3g} | {r['goal']} | "
                          f"{r['meets_goal'] or '-'} |")
