@@ -80,6 +80,16 @@ def _antithetic_pair(logits: torch.Tensor, u: torch.Tensor):
     return b, b_tilde
 
 
+def _evaluated_pair(f, logits: torch.Tensor, n: int):
+    """ARM's antithetic pair from one uniform draw, and f at both: (u, b, b~, f(b), f(b~))."""
+    u = _uniform(n, logits)
+    b, b_tilde = _antithetic_pair(logits, u)
+    with torch.no_grad():
+        fb = _values("f", f(b), n, logits)
+        fbt = _values("f", f(b_tilde), n, logits)
+    return u, b, b_tilde, fb, fbt
+
+
 def arm(f: Objective, logits: torch.Tensor, n_samples: int) -> torch.Tensor:
     r"""Per-sample ARM (augment-REINFORCE-merge) gradient estimates (Yin and Zhou, 2019).
 
@@ -106,11 +116,7 @@ def arm(f: Objective, logits: torch.Tensor, n_samples: int) -> torch.Tensor:
         Tensor of shape ``(n_samples, *logits.shape)`` on ``logits``' device.
     """
     logits, n = _check(f, logits, n_samples)
-    u = _uniform(n, logits)
-    b, b_tilde = _antithetic_pair(logits, u)
-    with torch.no_grad():
-        fb = _values("f", f(b), n, logits)
-        fbt = _values("f", f(b_tilde), n, logits)
+    u, b, b_tilde, fb, fbt = _evaluated_pair(f, logits, n)
     return (fbt - fb) * (u - 0.5)
 
 
@@ -134,11 +140,7 @@ def disarm(f: Objective, logits: torch.Tensor, n_samples: int) -> torch.Tensor:
         Tensor of shape ``(n_samples, *logits.shape)`` on ``logits``' device.
     """
     logits, n = _check(f, logits, n_samples)
-    u = _uniform(n, logits)
-    b, b_tilde = _antithetic_pair(logits, u)
-    with torch.no_grad():
-        fb = _values("f", f(b), n, logits)
-        fbt = _values("f", f(b_tilde), n, logits)
+    _, b, b_tilde, fb, fbt = _evaluated_pair(f, logits, n)
     sign = 1.0 - 2.0 * b_tilde
     return 0.5 * (fb - fbt) * sign * (b != b_tilde).to(logits.dtype) * torch.sigmoid(logits.abs())
 

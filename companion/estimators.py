@@ -131,6 +131,8 @@ def _dist_numel(dist: Distribution) -> int:
 def _raise_non_finite_values(values: torch.Tensor, x: torch.Tensor, n: int) -> None:
     if not validation._VALIDATE:
         return
+    if validation.all_finite(values):
+        return
     bad = ~torch.isfinite(values.detach())
     if bool(bad.any()):
         i = int(bad.nonzero()[0, 0])
@@ -248,7 +250,7 @@ def score_function(
                 weights[i : i + chunk] * score_fn(theta, x[i : i + chunk]).to(device) for i in range(0, n, chunk)
             ]
             out = torch.cat(parts)
-    if validation._VALIDATE and not bool(torch.isfinite(out).all()):
+    if validation._VALIDATE and not validation.all_finite(out):
         _raise_non_finite_rows(out, x, n, "the score grad log p(x) times (f(x) - baseline)")
     return out
 
@@ -335,7 +337,7 @@ def pathwise(
                 theta, torch.arange(n)
             )
     _raise_non_finite_values(values, x, n)
-    if validation._VALIDATE and not bool(torch.isfinite(jac).all()):
+    if validation._VALIDATE and not validation.all_finite(jac):
         _raise_non_finite_rows(jac, x, n, "the derivative of f that autograd computes (f itself is finite there)")
     return jac.to(device)
 

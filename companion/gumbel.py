@@ -81,9 +81,9 @@ def _check_logits(logits) -> tuple[torch.Tensor, bool]:
     if logits.shape[-1] < 1:
         raise ValueError(f"logits must have at least one category in the last dimension, got shape {tuple(logits.shape)}")
     d = logits.detach()
-    finite = torch.isfinite(d)
-    if bool(finite.all()):
+    if validation.all_finite(d):
         return logits, False
+    finite = torch.isfinite(d)
     if bool(torch.isnan(d).any()):
         raise ValueError(f"logits must not contain NaN, got {_show(d)}")
     if bool((d == math.inf).any()):
@@ -101,7 +101,7 @@ def _check_logits(logits) -> tuple[torch.Tensor, bool]:
 
 def _check_noise(g, logits: torch.Tensor) -> torch.Tensor:
     g = check_tensor("g", g)
-    if validation._VALIDATE and not bool(torch.isfinite(g.detach()).all()):
+    if validation._VALIDATE and not validation.all_finite(g.detach()):
         raise ValueError(f"g must be finite, got {_show(g)} with NaN or infinite entries")
     if g.shape != logits.shape:
         raise ValueError(f"g must have the shape of logits {tuple(logits.shape)}, got {tuple(g.shape)}")
@@ -186,7 +186,7 @@ def straight_through(y_soft: torch.Tensor) -> torch.Tensor:
     y_soft = check_tensor("y_soft", y_soft)
     if y_soft.dim() == 0 or y_soft.shape[-1] < 1:
         raise ValueError(f"y_soft must have at least one entry in a last dimension, got shape {tuple(y_soft.shape)}")
-    if validation._VALIDATE and not bool(torch.isfinite(y_soft.detach()).all()):
+    if validation._VALIDATE and not validation.all_finite(y_soft.detach()):
         raise ValueError(f"y_soft must be finite, got {_show(y_soft)} with NaN or infinite entries")
     return _straight_through(y_soft)
 

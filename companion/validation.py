@@ -27,6 +27,7 @@ import numbers
 import torch
 
 __all__ = [
+    "all_finite",
     "check_positive_int",
     "check_tensor",
     "check_finite",
@@ -122,15 +123,28 @@ def as_tensor(name: str, value, like: torch.Tensor | None = None) -> torch.Tenso
     return out
 
 
+def all_finite(value: torch.Tensor) -> bool:
+    """Whether every entry of a floating tensor is finite (no NaN, no infinity).
+
+    A NaN or an infinity makes the sum NaN or infinite, so a finite sum proves every
+    entry finite; the sum costs a few percent of ``torch.isfinite(value).all()`` (which
+    allocates a mask). Only when the sum is not finite (a bad entry, or finite entries
+    whose sum overflows) are the entries checked one by one.
+    """
+    value = value.detach()
+    if value.numel() == 1:  # one number: read it once, check in Python
+        x = value.item()
+        return x == x and abs(x) != math.inf
+    if value.is_floating_point() and bool(torch.isfinite(value.sum())):
+        return True
+    return bool(torch.isfinite(value).all())
+
+
 def check_finite(name: str, value: torch.Tensor) -> torch.Tensor:
     """Return ``value`` if every entry is finite (no NaN, no infinity)."""
     if not _VALIDATE:
         return value
-    if value.numel() == 1:  # one number: read it once, check in Python (a third of the cost)
-        x = value.item()
-        ok = x == x and abs(x) != math.inf
-    else:
-        ok = bool(torch.isfinite(value.detach()).all())
+    ok = all_finite(value)
     if not ok:
         raise ValueError(f"{name} must be finite, got {_show(value)} with NaN or infinite entries")
     return value

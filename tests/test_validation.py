@@ -475,3 +475,20 @@ def test_checks_off_give_identical_results(call):
 
 def _normal(p):
     return Normal(p[0], p[1])
+
+
+def test_all_finite_uses_the_sum_only_as_a_proof():
+    """A finite sum proves every entry finite; a non-finite sum is re-checked entry by entry,
+    so finite entries whose sum overflows still count as finite, and a single NaN or
+    infinity anywhere is found."""
+    from companion.validation import all_finite
+
+    big = torch.full((4,), 3e38)  # each finite in float32, the sum overflows to inf
+    assert all_finite(big)
+    assert all_finite(torch.zeros(10**5))
+    for bad in (float("nan"), float("inf"), float("-inf")):
+        x = torch.zeros(10**5)
+        x[12345] = bad
+        assert not all_finite(x)
+    assert not all_finite(torch.tensor(float("nan")))
+    assert all_finite(torch.tensor([1, 2, 3]))  # integers are always finite
