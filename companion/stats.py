@@ -63,6 +63,7 @@ Each is a ratio to :math:`\lVert g \rVert`, so it reads the same at any scale of
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -70,7 +71,7 @@ import torch
 
 from companion.validation import check_finite, check_positive_int, check_tensor
 
-__all__ = ["BiasEstimate", "GradientError", "bias_estimate", "gradient_error", "mse"]
+__all__ = ["BiasEstimate", "GradientError", "bias_estimate", "gradient_error", "mean_agreement", "mse", "paired_difference"]
 
 
 @dataclass(frozen=True)
@@ -233,3 +234,67 @@ def gradient_error(estimates: torch.Tensor, exact: torch.Tensor) -> GradientErro
         noise_floor=math.sqrt(floor / g2),
         n_estimates=r,
     )
+
+
+def paired_difference(a: torch.Tensor, b: torch.Tensor) -> tuple[float, float]:
+    r"""Mean of the per-image differences :math:`d_i = a_i - b_i` and its standard error.
+
+    .. math::
+
+        \bar d = \frac1n \sum_i d_i, \qquad
+        \operatorname{SE}(\bar d) = \frac{s_d}{\sqrt n},
+
+    with :math:`s_d` the sample standard deviation of the :math:`d_i`. Comparing two
+    models image by image on the same held-out images removes the spread between
+    images that both share; the standard error is that of the test set's sampling
+    only (it says nothing about how the models would differ under another training seed).
+    """
+    a = check_tensor("a", a)
+    b = check_tensor("b", b)
+    if a.dim() != 1 or a.shape != b.shape or a.shape[0] < 2:
+        raise ValueError(
+            f"a and b must be 1-d of the same length >= 2, got shapes {tuple(a.shape)} and {tuple(b.shape)}"
+        )
+    d = (a - b).double()
+    return float(d.mean()), float(d.std() / math.sqrt(d.shape[0]))
+
+
+def mean_agreement(a: torch.Tensor, b: torch.Tensor, threshold: float = 3.0) -> tuple[float, float]:
+    r"""Do two sets of gradient estimates have the same mean, coordinate by coordinate?
+
+    ``a`` and ``b`` are ``(n_a, p)`` and ``(n_b, p)`` independent estimates (rows) of
+    ``p`` coordinates. For each coordinate, Welch's statistic
+
+    .. math::
+
+        t_j = \frac{\bar a_j - \bar b_j}{\sqrt{s_{a,j}^2 / n_a + s_{b,j}^2 / n_b}}
+
+    is compared with ``threshold``. Returns the share of coordinates with
+    :math:`|t_j| >` ``threshold``, and the share that chance alone would give if both
+    means were equal: the average over coordinates of :math:`2\,P(T_{\nu_j} > \text{threshold})`
+    for a Student :math:`t` with the Welch-Satterthwaite degrees of freedom
+
+    .. math::
+
+        \nu_j = \frac{(s_{a,j}^2/n_a + s_{b,j}^2/n_b)^2}
+                     {\frac{(s_{a,j}^2/n_a)^2}{n_a - 1} + \frac{(s_{b,j}^2/n_b)^2}{n_b - 1}} .
+
+    Coordinates where both samples are constant are left out.
+    """
+    from scipy import stats as scipy_stats
+
+    a = check_tensor("a", a).double().cpu()
+    b = check_tensor("b", b).double().cpu()
+    if a.dim() != 2 or b.dim() != 2 or a.shape[1] != b.shape[1] or min(a.shape[0], b.shape[0]) < 2:
+        raise ValueError(
+            f"a and b must be (n, p) with the same p and n >= 2, got {tuple(a.shape)} and {tuple(b.shape)}"
+        )
+    if isinstance(threshold, bool) or not isinstance(threshold, numbers.Real) or not threshold > 0:
+        raise ValueError(f"threshold must be a number > 0, got {threshold!r}")
+    va, vb = a.var(0) / a.shape[0], b.var(0) / b.shape[0]
+    keep = (va + vb) > 0
+    va, vb = va[keep], vb[keep]
+    t = (a.mean(0)[keep] - b.mean(0)[keep]) / (va + vb).sqrt()
+    nu = (va + vb) ** 2 / (va**2 / (a.shape[0] - 1) + vb**2 / (b.shape[0] - 1))
+    expected = 2 * scipy_stats.t.sf(float(threshold), nu.numpy())
+    return float((t.abs() > threshold).double().mean()), float(expected.mean())

@@ -406,32 +406,3 @@ def test_bad_inputs(digits):
         vae.train_vae(c, x, "gumbel-softmax", temperature=0.5)
     with pytest.raises(ValueError, match="step"):
         vae.temperature_schedule(5, 5)
-
-
-def test_paired_difference_mean_and_standard_error(seed):
-    """d_i = a_i - b_i: mean and SE = sd(d) / sqrt(n), checked against a direct computation."""
-    a, b = torch.randn(50), torch.randn(50)
-    mean, se = vae.paired_difference(a, b)
-    d = (a - b).double()
-    assert mean == pytest.approx(float(d.mean()), rel=1e-12)
-    assert se == pytest.approx(float(d.std()) / math.sqrt(50), rel=1e-12)
-    with pytest.raises(ValueError, match="same length"):
-        vae.paired_difference(a, b[:10])
-
-
-def test_mean_agreement_matches_chance_and_detects_a_shift(seed):
-    """Equal means: the share of |t| > 3 matches the t distribution's tail.
-
-    With 4000 independent coordinates and 30 rows each, the Welch statistic is close to a
-    Student t with about 58 degrees of freedom, P(|t| > 3) ~ 0.4%; the observed share is a
-    binomial proportion with SE sqrt(p (1 - p) / 4000), and the check allows 5 of them.
-    A shift of one standard deviation per coordinate (t around 3.9) is detected in most.
-    """
-    a, b = torch.randn(30, 4000), 3.0 * torch.randn(30, 4000)
-    share, expected = vae.mean_agreement(a, b)
-    assert 0.002 < expected < 0.008
-    assert abs(share - expected) < 5 * math.sqrt(expected * (1 - expected) / 4000)
-    shifted, _ = vae.mean_agreement(a + 1.0, torch.randn(30, 4000))
-    assert shifted > 0.5
-    with pytest.raises(ValueError, match="threshold"):
-        vae.mean_agreement(a, b, threshold=0)
