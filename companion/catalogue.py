@@ -30,8 +30,9 @@ class Entry:
         name: canonical name, the library function's name.
         variant: the option that selects this estimator among the function's
             (``"baseline='loo'"``, ``"reparam"``), or ``""``.
-        formula: the per-sample estimate :math:`\hat g_i` in LaTeX (no ``|``: the
-            table's cell separator; use ``\lvert`` and ``\rvert``).
+        formula: the per-sample estimate :math:`\hat g_i` in LaTeX, without a
+            vertical bar (the table's cell separator; use the lvert and rvert
+            commands for absolute values).
         unbiased: whether :math:`\mathbb E[\hat g_i]` is the exact gradient.
         unbiased_note: the condition or the source of bias, in a few words.
         needs_f: what the estimator needs from :math:`f`.
@@ -295,7 +296,7 @@ def _cells(entry: Entry) -> dict[str, str]:
 
 
 def markdown_table(which: str = "estimate") -> str:
-    """One of the cheat sheet's tables, as Markdown (MyST: ``$...$`` is math).
+    """One of the cheat sheet's tables, as Markdown (MyST reads dollar-delimited math).
 
     Args:
         which: ``"estimate"`` (estimator, per-sample estimate, unbiased, chapter) or

@@ -7,10 +7,13 @@ Mohamed et al. 2020, section 6):
 
 .. math::
 
-    \partial_\theta p_\theta(x) = c_\theta\,\bigl(p^+_\theta(x) - p^-_\theta(x)\bigr),
-    \qquad
+    \begin{aligned}
+    \partial_\theta p_\theta(x)
+      &= c_\theta\,\bigl(p^+_\theta(x) - p^-_\theta(x)\bigr), \\
     \partial_\theta \mathbb E_{p_\theta}[f(x)]
-      = c_\theta\,\bigl(\mathbb E_{p^+_\theta}[f(x)] - \mathbb E_{p^-_\theta}[f(x)]\bigr).
+      &= c_\theta\,\bigl(\mathbb E_{p^+_\theta}[f]
+         - \mathbb E_{p^-_\theta}[f]\bigr).
+    \end{aligned}
 
 So one sample from each of :math:`p^+` and :math:`p^-` gives an unbiased
 estimate :math:`c_\theta\,(f(x^+) - f(x^-))` that needs neither a differentiable

@@ -3,7 +3,7 @@ r"""The book's decision table ("which estimator, when"), one row per measured fi
 Each :class:`Row` says for which :math:`f` and :math:`p_\theta` to use which estimator,
 and *why*: its ``evidence`` is a format string whose fields are filled with numbers a
 chapter measured (:func:`render`), and ``source`` names where. A chapter that measures
-something new appends a row to :data:`ROWS` (or passes its own list to :func:`render`);
+something new appends a row to ``ROWS`` (or passes its own list to :func:`render`);
 a row whose numbers are missing raises instead of printing a stale claim.
 """
 

@@ -10,7 +10,7 @@ Two graphs for :math:`L(\theta) = \mathbb E_{x \sim p_\theta}[f_\theta(x)]`:
   is an *input*, and :math:`x = g_\theta(\varepsilon)` is a deterministic node, so
   :math:`\theta \to x \to f` is differentiable end to end.
 
-The graphs are data (:data:`GRAPHS`), checked by :func:`differentiable_paths`,
+The graphs are data (``GRAPHS``), checked by :func:`differentiable_paths`,
 and drawn by :func:`draw_graphs`.
 """
 

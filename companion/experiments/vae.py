@@ -433,9 +433,11 @@ def categorical_exact_loss(model: CategoricalVAE, x: torch.Tensor, chunk: int = 
 
     .. math::
 
-        \ell(\theta, \phi) = -\frac1B \sum_{i=1}^B \mathcal L(x_i), \qquad
-        \mathcal L(x) = \sum_{z} q_\phi(z \mid x) \log p_\theta(x \mid z)
-          - \mathrm{KL}(q_\phi(z \mid x) \,\|\, p(z)).
+        \begin{aligned}
+        \ell(\theta, \phi) &= -\frac1B \sum_{i=1}^B \mathcal L(x_i), \\
+        \mathcal L(x) &= \sum_{z} q_\phi(z \mid x) \log p_\theta(x \mid z) \\
+          &\quad - \mathrm{KL}(q_\phi(z \mid x) \,\|\, p(z)).
+        \end{aligned}
 
     Every term is a finite sum over the :math:`K^L` codes of differentiable functions of
     :math:`\theta` and :math:`\phi`, so ``loss.backward()`` gives the exact gradient
@@ -453,10 +455,13 @@ def exact_encoder_gradient(model: CategoricalVAE, x: torch.Tensor, chunk: int = 
 
     .. math::
 
-        g = \nabla_\phi \Bigl(-\frac1B \sum_i \mathcal L(x_i)\Bigr)
-          = -\frac1B \sum_i \Bigl[\sum_z \log p_\theta(x_i \mid z)\,
-            \nabla_\phi q_\phi(z \mid x_i)
-            - \nabla_\phi \mathrm{KL}\bigl(q_\phi(z \mid x_i) \,\|\, p(z)\bigr)\Bigr].
+        \begin{aligned}
+        g &= \nabla_\phi \Bigl(-\frac1B \sum_i \mathcal L(x_i)\Bigr) \\
+          &= -\frac1B \sum_i \Bigl[\sum_z \log p_\theta(x_i \mid z)\,
+            \nabla_\phi q_\phi(z \mid x_i) \\
+          &\qquad - \nabla_\phi \mathrm{KL}\bigl(q_\phi(z \mid x_i)
+            \,\|\, p(z)\bigr)\Bigr].
+        \end{aligned}
 
     The sign and the parameter order match :func:`encoder_gradients`, so
     ``encoder_gradients(model, x, est).mean(0) - exact_encoder_gradient(model, x)``
