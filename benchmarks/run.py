@@ -45,18 +45,14 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from companion import estimators, gumbel, reparam, validation  # noqa: E402
+from companion.device import synchronize  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
-BUDGET_S = {"09_vae.ipynb": 90, "07_unbiased_discrete.ipynb": 90, "10_beyond_the_elbo.ipynb": 90}
-DEFAULT_BUDGET_S = 30
+sys.path.insert(0, str(ROOT / "scripts"))
+from execute_notebooks import BUDGET_S, DEFAULT_BUDGET_S  # noqa: E402  (one list of budgets)
 
 
 # --------------------------------------------------------------------------- timing
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def interleaved(cases: dict[str, Callable[[], object]], device: torch.device, rounds: int,
                 min_round_s: float = 1e-2) -> dict[str, float]:
     """Median seconds per call of each case, timed in interleaved rounds.
@@ -72,12 +68,12 @@ def interleaved(cases: dict[str, Callable[[], object]], device: torch.device, ro
     names = list(cases)
     for fn in cases.values():  # warm-up: allocator, lazy init, first-call dispatch
         fn()
-    _sync(device)
+    synchronize(device)
     slowest = 0.0
     for fn in cases.values():
         start = time.perf_counter()
         fn()
-        _sync(device)
+        synchronize(device)
         slowest = max(slowest, time.perf_counter() - start)
     inner = max(1, min(1000, int(min_round_s / max(slowest, 1e-7))))
     times: dict[str, list[float]] = {name: [] for name in names}
@@ -85,11 +81,11 @@ def interleaved(cases: dict[str, Callable[[], object]], device: torch.device, ro
         order = names[r % len(names):] + names[: r % len(names)]
         for name in order:
             fn = cases[name]
-            _sync(device)
+            synchronize(device)
             start = time.perf_counter()
             for _ in range(inner):
                 fn()
-            _sync(device)
+            synchronize(device)
             times[name].append((time.perf_counter() - start) / inner)
     result = {name: statistics.median(ts) for name, ts in times.items()}
     if len(names) >= 2:

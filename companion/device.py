@@ -20,7 +20,7 @@ import torch
 
 from companion.validation import check_float_dtype, check_positive_int, check_shape, compute_dtype
 
-__all__ = ["get_device", "setup", "randn", "uniform_open"]
+__all__ = ["get_device", "setup", "randn", "uniform_open", "synchronize"]
 
 _ENV = "COMPANION_DEVICE"
 
@@ -77,6 +77,17 @@ def setup(seed: int = 0, num_threads: int | None = 1) -> torch.device:
     torch.backends.cudnn.allow_tf32 = False
     torch.backends.cudnn.benchmark = False
     return get_device()
+
+
+def synchronize(device: torch.device | str) -> None:
+    """Wait for the queued work on ``device`` (a CUDA device); a no-op on the CPU.
+
+    Timing GPU code needs it: kernels run asynchronously, so a clock read right after a
+    call measures only the launch.
+    """
+    device = torch.device(device)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def _check_generator(generator) -> torch.Generator | None:

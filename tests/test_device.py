@@ -264,3 +264,11 @@ def test_devices_this_torch_cannot_use_are_rejected_where_read(value, monkeypatc
     monkeypatch.setenv(ENV, value)
     with pytest.raises(ValueError, match=rf"{ENV}='{value}'"):
         D.get_device()
+
+
+def test_synchronize_is_a_no_op_on_the_cpu_and_checks_its_argument():
+    """``synchronize`` waits for CUDA work; on the CPU there is nothing to wait for."""
+    assert D.synchronize("cpu") is None
+    assert D.synchronize(torch.device("cpu")) is None
+    with pytest.raises((RuntimeError, TypeError, ValueError)):
+        D.synchronize("not-a-device")

@@ -60,6 +60,7 @@ import torch
 from torch.distributions import Categorical, Distribution, Exponential, Normal
 
 from companion import estimators
+from companion.device import synchronize
 
 from companion.experiments import categorical, closed_forms
 from companion.stats import BiasEstimate, bias_estimate
@@ -365,11 +366,6 @@ def estimate(problem: Problem, estimator: str, n_samples: int) -> torch.Tensor:
     return categorical.relaxed(problem.f, theta, tau, n)
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def _check_seeds(seeds) -> tuple[int, ...]:
     if isinstance(seeds, int) and not isinstance(seeds, bool):
         raise TypeError(f"seeds must be a sequence of ints, e.g. range(5), got the int {seeds!r}")
@@ -394,10 +390,10 @@ def time_per_sample(problem: Problem, estimator: str, n_samples: int = 10_000, r
     device = problem.params.device
     times = []
     for _ in range(repeats):
-        _sync(device)
+        synchronize(device)
         start = time.perf_counter()
         estimate(problem, estimator, n)
-        _sync(device)
+        synchronize(device)
         times.append(time.perf_counter() - start)
     return min(times) / n
 
