@@ -2,8 +2,8 @@
 
 The book's notebooks are checked with strict nbval (``--nbval``, see ``addopts`` in
 ``pyproject.toml``). Output that legitimately varies is normalised by the regexes
-in ``nbval_sanitize.cfg``; when ``COMPANION_DEVICE`` names a CUDA device, the
-regexes of ``nbval_sanitize_gpu.cfg`` are added (see that file for which outputs,
+in ``tests/nbval/sanitize.cfg``; when ``COMPANION_DEVICE`` names a CUDA device, the
+regexes of ``tests/nbval/sanitize_gpu.cfg`` are added (see that file for which outputs,
 and why).
 
 Trained numbers (the ``float-order`` cell tag)
@@ -54,9 +54,9 @@ def pytest_configure(config):
     option = getattr(config.option, "nbval_sanitize_with", "unset")
     if option != None:  # noqa: E711  (unset: nbval absent; a path: the user chose one)
         return
-    text = (ROOT / "nbval_sanitize.cfg").read_text()
+    text = (ROOT / "tests" / "nbval" / "sanitize.cfg").read_text()
     if _on_gpu():
-        text += "\n" + (ROOT / "nbval_sanitize_gpu.cfg").read_text()
+        text += "\n" + (ROOT / "tests" / "nbval" / "sanitize_gpu.cfg").read_text()
     merged = pathlib.Path(tempfile.mkdtemp(prefix="nbval-")) / "sanitize.cfg"
     merged.write_text(text)
     config.option.nbval_sanitize_with = str(merged)

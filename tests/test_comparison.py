@@ -195,7 +195,7 @@ def test_compare_all_order_and_table():
 
 def test_format_time_is_masked_by_the_sanitizer():
     """Timings in the notebook must be replaced by nbval's sanitizer, so they must match its regex."""
-    cfg = (ROOT / "nbval_sanitize.cfg").read_text()
+    cfg = (ROOT / "tests" / "nbval" / "sanitize.cfg").read_text()
     block = cfg.split("[timings]")[1]
     pattern = re.search(r"regex: (.*)", block).group(1)
     for seconds in (3e-9, 4.56e-7, 1.2e-4, 0.05, 2.0):
