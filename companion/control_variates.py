@@ -24,9 +24,14 @@ from the second-order Taylor expansion of :math:`f` at the mean :math:`m = \mu`,
 
     \tilde f(x) = f(m) + \nabla f(m)^\top (x - m) + \tfrac12 (x - m)^\top H (x - m),
 
-whose expectation :math:`\mathbb E[\tilde f] = f(m) + \nabla f(m)^\top(\mu - m) +
-\tfrac12 (\mu - m)^\top H (\mu - m) + \tfrac12 \sum_j H_{jj}\sigma_j^2` has the gradient
-:math:`\nabla_\mu = \nabla f(m)`, :math:`\partial_{\sigma_j} = H_{jj}\sigma_j` at
+whose expectation
+
+.. math::
+
+    \mathbb E[\tilde f] = f(m) + \nabla f(m)^\top(\mu - m)
+        + \tfrac12 (\mu - m)^\top H (\mu - m) + \tfrac12 \sum_j H_{jj}\sigma_j^2
+
+has the gradient :math:`\nabla_\mu = \nabla f(m)`, :math:`\partial_{\sigma_j} = H_{jj}\sigma_j` at
 :math:`\mu = m` (the expansion point is held fixed). :func:`score_function_delta`
 uses it with the score-function estimator: :math:`g_i = f(x_i) s_i` and
 :math:`h_i = \tilde f(x_i) s_i` with :math:`\bar h = \nabla_\theta \mathbb E[\tilde f]`.
