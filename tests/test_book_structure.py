@@ -58,3 +58,36 @@ def test_notebook_was_run_top_to_bottom_without_errors(path):
     text = json.dumps(outputs)
     assert not re.search(r"/(work|tmp|root|home)/", text), f"{path.name}: an output shows a machine path"
     assert nb["metadata"].get("kernelspec", {}).get("name") == "python3"
+
+
+_GLUE_ROLE = re.compile(r"\{glue(?::[a-z]+)?\}`([^`]+)`")
+
+
+def _glue_keys(path: pathlib.Path) -> set[str]:
+    """The names of the glue records stored in a notebook's outputs."""
+    nb = json.loads(path.read_text())
+    keys = set()
+    for cell in nb["cells"]:
+        for out in cell.get("outputs", []):
+            name = out.get("metadata", {}).get("scrapbook", {}).get("name")
+            if name:
+                keys.add(name)
+    return keys
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
+def test_every_glue_reference_has_a_stored_record(path):
+    """Every ``{glue:...}`` role in the prose names a record a cell stored, in this notebook
+    or, for ``other.ipynb::key``, in that one (the build would warn; this says where, fast)."""
+    nb = json.loads(path.read_text())
+    missing = []
+    for cell in nb["cells"]:
+        if cell["cell_type"] != "markdown":
+            continue
+        for ref in _GLUE_ROLE.findall("".join(cell["source"])):
+            source, _, rest = ref.rpartition("::")  # [file.ipynb::]key[:format]
+            key = rest.split(":")[0]
+            target = path.parent / source if source else path
+            if not target.exists() or key not in _glue_keys(target):
+                missing.append(f"{source + '::' if source else ''}{key}")
+    assert not missing, f"{path.name}: glue references without a stored record: {missing}"
