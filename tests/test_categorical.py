@@ -312,3 +312,16 @@ def test_concrete_density_rejects_points_off_the_simplex():
         C.concrete_log_prob(torch.zeros(3), 1.0, torch.tensor([0.5, 0.5]))
     with pytest.raises(ValueError, match="temperature"):
         C.concrete_log_prob(torch.zeros(2), 0.0, torch.tensor([0.5, 0.5]))
+
+
+def test_inverse_cdf_category_on_rows_is_the_one_row_map_per_row():
+    """Batched logits (rows independent) give, row by row, what the 1-d map gives."""
+    g = torch.Generator().manual_seed(1)
+    logits = torch.randn(4, 5, generator=g, dtype=torch.float64)
+    u = torch.rand(4, 300, generator=g, dtype=torch.float64).clamp(1e-12, 1 - 1e-12)
+    rows = C.inverse_cdf_category(logits, u)
+    assert rows.shape == (4, 300) and rows.dtype == torch.long
+    for i in range(4):
+        assert torch.equal(rows[i], C.inverse_cdf_category(logits[i], u[i]))
+    with pytest.raises(ValueError, match="leading shape"):
+        C.inverse_cdf_category(logits, u[:3])

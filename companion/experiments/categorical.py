@@ -199,22 +199,30 @@ def inverse_cdf_category(logits: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
     :math:`p = \operatorname{softmax}(\theta)`; the result counts the :math:`F_k` below
     :math:`u`, :math:`k(\theta, u) = \#\{k < K-1 : F_k < u\}` (0-based). As a function of
     :math:`\theta` for fixed :math:`u` it is piecewise constant: a deterministic map from
-    continuous noise to a category, with zero derivative wherever it is defined.
+    continuous noise to a category, with zero derivative wherever it is defined. The one
+    sampler of a category by inverse CDF in the package (a bandit's arms are drawn the
+    same way).
 
     Args:
-        logits: shape ``(K,)``.
-        u: uniform noise in :math:`(0, 1)`, any shape.
+        logits: shape ``(K,)``, or ``(..., K)`` for independent rows.
+        u: uniform noise in :math:`(0, 1)`: any shape for 1-d ``logits``; for rows,
+            shape ``(..., m)`` with ``logits``' leading dimensions (``m`` draws per row).
 
     Returns:
-        Integer categories (``torch.long``) of ``u``'s shape.
+        Integer categories (``torch.long``) of ``u``'s shape, on ``logits``' device.
     """
-    logits = _check_logits(logits)
+    logits = _check_logits(logits, batched=True)
     u = check_finite("u", check_tensor("u", u))
     if bool(((u <= 0) | (u >= 1)).any()):
         raise ValueError(f"u must lie in the open interval (0, 1), got values in [{float(u.min())}, {float(u.max())}]")
-    cdf = torch.cumsum(torch.softmax(logits.detach(), -1), -1)[:-1]
+    if logits.dim() > 1 and (u.dim() != logits.dim() or u.shape[:-1] != logits.shape[:-1]):
+        raise ValueError(f"u must have shape (..., m) with logits' leading shape {tuple(logits.shape[:-1])}, "
+                         f"got {tuple(u.shape)}")
+    cdf = torch.cumsum(torch.softmax(logits.detach(), -1), -1)[..., :-1]
     u = u.to(device=logits.device, dtype=logits.dtype)
-    return (u.unsqueeze(-1) > cdf).sum(-1)
+    if logits.dim() == 1:
+        return (u.unsqueeze(-1) > cdf).sum(-1)
+    return torch.searchsorted(cdf.contiguous(), u.contiguous())  # how many F_k < u
 
 
 def concrete_log_prob(logits: torch.Tensor, temperature, y: torch.Tensor) -> torch.Tensor:
