@@ -67,8 +67,8 @@ from torch.distributions import Categorical, Distribution, Exponential, Normal
 from companion import catalogue, estimators
 from companion.device import synchronize
 
-from companion.experiments import categorical, closed_forms
-from companion.stats import BiasEstimate, bias_estimate
+from companion.experiments import categorical, closed_forms, gumbel_batches
+from companion.stats import BiasEstimate
 from companion.validation import check_choice, check_positive_int
 
 __all__ = [
@@ -401,18 +401,6 @@ def estimate(problem: Problem, estimator: Estimator | str, n_samples: int) -> to
     return relaxation(problem.f, theta, estimator.temperature, n)
 
 
-def _check_seeds(seeds) -> tuple[int, ...]:
-    if isinstance(seeds, int) and not isinstance(seeds, bool):
-        raise TypeError(f"seeds must be a sequence of ints, e.g. range(5), got the int {seeds!r}")
-    try:
-        out = tuple(seeds)
-    except TypeError:
-        raise TypeError(f"seeds must be a sequence of ints, got {seeds!r}") from None
-    if not out:
-        raise ValueError("seeds must hold at least one seed, got an empty sequence")
-    return tuple(check_positive_int("seeds", s, minimum=0) for s in out)
-
-
 def time_per_sample(problem: Problem, estimator: Estimator | str, n_samples: int = 10_000, repeats: int = 5) -> float:
     """Seconds per sample: the fastest of ``repeats`` calls of ``n_samples``, divided by ``n_samples``.
 
@@ -445,24 +433,16 @@ def measure(problem: Problem, estimator: Estimator | str, n_samples: int = 100_0
     """
     problem, estimator = _check_problem(problem), _check_estimator(estimator)
     n = check_positive_int("n_samples", n_samples, minimum=2)
-    seeds = _check_seeds(seeds)
+    seeds = gumbel_batches.check_seeds(seeds)
     repeats = check_positive_int("repeats", repeats)
     ok, reason = applicability(problem, estimator)
     if not ok:
         return Measurement(problem.key, estimator, False, reason, False, None, (), (), float("nan"), n, len(seeds))
-    exact = problem.exact.reshape(-1)
-    chunks, variances, bias_sq = [], [], []
-    for seed in seeds:
-        torch.manual_seed(seed)
-        est = estimate(problem, estimator, n).detach().reshape(n, -1).to(torch.float64).cpu()
-        one = bias_estimate(est, exact)
-        variances.append(one.variance)
-        bias_sq.append(one.bias_sq)
-        chunks.append(est)
-    pooled = bias_estimate(torch.cat(chunks), exact)
+    run = gumbel_batches.over_seeds(lambda k: estimate(problem, estimator, k), problem.exact, n, seeds)
     t = time_per_sample(problem, estimator, time_samples, repeats)
-    return Measurement(problem.key, estimator, True, reason, bool(reason), pooled, tuple(variances),
-                       tuple(bias_sq), t, n, len(seeds))
+    return Measurement(problem.key, estimator, True, reason, bool(reason), run.pooled,
+                       tuple(s.variance for s in run.per_seed), tuple(s.bias_sq for s in run.per_seed),
+                       t, n, len(seeds))
 
 
 def compare_all(n_samples: int | dict[str, int] = 100_000, device: torch.device | str | None = None, *,

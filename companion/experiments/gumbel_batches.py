@@ -64,17 +64,29 @@ class SeedStats:
         return min(values), max(values)
 
 
+def check_seeds(seeds) -> tuple[int, ...]:
+    """``seeds`` as a tuple of ints >= 0: a non-empty sequence, not a bare int."""
+    if isinstance(seeds, int) and not isinstance(seeds, bool):
+        raise TypeError(f"seeds must be a sequence of ints, e.g. range(5), got the int {seeds!r}")
+    try:
+        out = tuple(seeds)
+    except TypeError:
+        raise TypeError(f"seeds must be a sequence of ints, got {seeds!r}") from None
+    if not out:
+        raise ValueError("seeds must hold at least one seed, got an empty sequence")
+    return tuple(check_positive_int("seeds", s, minimum=0) for s in out)
+
+
 def over_seeds(sample: Callable[[int], torch.Tensor], exact: torch.Tensor, n_samples: int,
                seeds: Sequence[int] = range(5)) -> SeedStats:
     """For each seed, ``torch.manual_seed(seed)`` then ``sample(n_samples)`` (per-sample
     estimates ``(n, D)``); the noise-floor-removed bias and variance of each seed's
-    samples and of all of them pooled (:func:`companion.stats.bias_estimate`)."""
+    samples and of all of them pooled (:func:`companion.stats.bias_estimate`). Chapter 8's
+    :func:`companion.experiments.comparison.measure` measures this way too."""
     if not callable(sample):
         raise TypeError(f"sample must be callable (n -> estimates (n, D)), got {type(sample).__name__}")
     n = check_positive_int("n_samples", n_samples, minimum=2)
-    seeds = tuple(check_positive_int("seeds", s, minimum=0) for s in seeds)
-    if not seeds:
-        raise ValueError("seeds must hold at least one seed")
+    seeds = check_seeds(seeds)
     chunks, per = [], []
     for seed in seeds:
         torch.manual_seed(seed)
