@@ -1,4 +1,4 @@
-r"""Variational autoencoders for chapter 9: models, ELBOs, gradient estimators, training.
+r"""Chapter 9's variational autoencoders: models, bounds and encoder-gradient estimators.
 
 A VAE :cite:p:`kingma2014,rezende2014` has a decoder :math:`p_\theta(x \mid z)` and prior
 :math:`p(z)`, and an encoder :math:`q_\phi(z \mid x)`. It maximizes the evidence lower bound
@@ -16,16 +16,23 @@ A VAE :cite:p:`kingma2014,rezende2014` has a decoder :math:`p_\theta(x \mid z)` 
 Here both KL terms to the prior have closed forms, so only the first expectation is
 estimated by Monte Carlo, and the estimators differ only in how they differentiate it
 with respect to the encoder's :math:`\phi` (the decoder's :math:`\theta` is not in the
-sampling distribution, so its gradient is always the ordinary one):
+sampling distribution, so its gradient is always the ordinary one). Estimators are named
+by their :mod:`companion.catalogue` keys:
 
 * ``"pathwise"``: :math:`z = \mu_\phi(x) + \sigma_\phi(x)\,\varepsilon` by
   :func:`companion.reparam.gaussian` (rsample), and autograd through :math:`z`;
-* ``"score function"``: :math:`\bigl(\log p_\theta(x \mid z_s) - b_s\bigr)\nabla_\phi \log q_\phi(z_s \mid x)`
+* ``"score_function[baseline='loo']"`` and ``"score_function"``:
+  :math:`\bigl(\log p_\theta(x \mid z_s) - b_s\bigr)\nabla_\phi \log q_\phi(z_s \mid x)`
   with the leave-one-out baseline :math:`b_s` over the ``n_samples`` draws for the same
-  :math:`x` (or none);
-* ``"gumbel-softmax"``: the decoder is fed the relaxed sample
+  :math:`x`, or with :math:`b_s = 0`;
+* ``"gumbel_softmax"``: the decoder is fed the relaxed sample
   :func:`companion.gumbel.gumbel_softmax` at a temperature annealed during training;
-* ``"straight-through"``: the one-hot sample forward, the relaxed sample's gradient backward.
+* ``"straight_through"``: the one-hot sample forward, the relaxed sample's gradient backward.
+
+For the categorical model the exact ELBO, its gradient and :math:`\log p_\theta(x)` come
+from enumerating every latent configuration. The training loop is in
+:mod:`companion.experiments.vae`, its seed-stacked form in
+:mod:`companion.experiments.vae_seeds`.
 
 Every random number is drawn on the CPU and moved to the model's device (see
 :mod:`companion.device`), so CPU and GPU runs of the same seed see the same noise.
@@ -35,8 +42,6 @@ from __future__ import annotations
 
 import math
 import numbers
-import sys
-from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -49,25 +54,27 @@ from companion.validation import check_finite, check_positive_int, check_tensor
 __all__ = [
     "GaussianVAE",
     "CategoricalVAE",
+    "SCORE_FUNCTION_LOO",
     "GAUSSIAN_ESTIMATORS",
     "CATEGORICAL_ESTIMATORS",
     "bernoulli_log_likelihood",
     "gaussian_kl",
     "categorical_kl",
     "elbo_surrogate",
+    "encoder_gradients",
     "gaussian_elbo",
     "categorical_elbo_exact",
     "categorical_log_marginal",
     "categorical_exact_loss",
     "exact_encoder_gradient",
-    "encoder_gradients",
-    "temperature_schedule",
-    "TrainingHistory",
-    "train_vae",
 ]
 
-GAUSSIAN_ESTIMATORS = ("pathwise", "score function")
-CATEGORICAL_ESTIMATORS = ("gumbel-softmax", "straight-through", "score function")
+#: The score function with the leave-one-out baseline, by its catalogue key.
+SCORE_FUNCTION_LOO = "score_function[baseline='loo']"
+#: Encoder-gradient estimators (catalogue keys) for a :class:`GaussianVAE`.
+GAUSSIAN_ESTIMATORS = ("pathwise", SCORE_FUNCTION_LOO, "score_function")
+#: Encoder-gradient estimators (catalogue keys) for a :class:`CategoricalVAE`.
+CATEGORICAL_ESTIMATORS = ("gumbel_softmax", "straight_through", SCORE_FUNCTION_LOO, "score_function")
 #: Largest number of joint latent configurations the exact categorical ELBO will enumerate.
 MAX_ENUMERATION = 100_000
 _LOG_2PI = math.log(2 * math.pi)
@@ -75,6 +82,12 @@ _LOG_2PI = math.log(2 * math.pi)
 
 def _mlp(n_in: int, n_hidden: int, n_out: int) -> nn.Sequential:
     return nn.Sequential(nn.Linear(n_in, n_hidden), nn.Tanh(), nn.Linear(n_hidden, n_out))
+
+
+def _gaussian_parameters(out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The Gaussian encoder's output ``(..., 2 n_latent)`` to its mean and scale."""
+    mu, pre = out.chunk(2, dim=-1)
+    return mu, F.softplus(pre) + 1e-4
 
 
 class GaussianVAE(nn.Module):
@@ -97,9 +110,7 @@ class GaussianVAE(nn.Module):
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean and standard deviation of :math:`q_\\phi(z \\mid x)`, each ``(batch, n_latent)``."""
-        x = _check_images("x", x, self.n_pixels)
-        mu, pre = self.encoder(x).chunk(2, dim=-1)
-        return mu, F.softplus(pre) + 1e-4
+        return _gaussian_parameters(self.encoder(_check_images("x", x, self.n_pixels)))
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """Bernoulli logits :math:`\\ell_\\theta(z)`, shape ``(..., n_pixels)``, for latents ``(..., n_latent)``."""
@@ -159,6 +170,11 @@ def _device(model: nn.Module) -> torch.device:
     return next(model.parameters()).device
 
 
+def _images(model: nn.Module, name: str, x) -> torch.Tensor:
+    """Checked binary images ``(batch, model.n_pixels)`` on the model's device."""
+    return _check_binary(name, _check_images(name, x, model.n_pixels)).to(_device(model))
+
+
 def bernoulli_log_likelihood(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     r"""Bernoulli log-likelihood of binary pixels ``x`` given logits :math:`\ell`.
 
@@ -191,9 +207,18 @@ def categorical_kl(logits: torch.Tensor) -> torch.Tensor:
     logits = check_tensor("logits", logits)
     if logits.dim() < 2:
         raise ValueError(f"logits must have shape (..., n_latents, n_categories), got shape {tuple(logits.shape)}")
-    log_q = torch.log_softmax(logits, dim=-1)
-    n_latents, n_categories = logits.shape[-2:]
+    return _categorical_kl(torch.log_softmax(logits, dim=-1))
+
+
+def _categorical_kl(log_q: torch.Tensor) -> torch.Tensor:
+    """:func:`categorical_kl` from the log-probabilities ``(..., L, K)`` (no checks)."""
+    n_latents, n_categories = log_q.shape[-2:]
     return (log_q.exp() * log_q).sum((-1, -2)) + n_latents * math.log(n_categories)
+
+
+def _gaussian_log_q(z: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    r""":math:`\log \mathcal N(z; \mu, \operatorname{diag}\sigma^2)`, summed over the last dimension."""
+    return (-0.5 * ((z - mu) / sigma).square() - sigma.log() - 0.5 * _LOG_2PI).sum(-1)
 
 
 def _check_estimator(model: nn.Module, estimator) -> str:
@@ -208,14 +233,14 @@ def _check_estimator(model: nn.Module, estimator) -> str:
     return estimator
 
 
-def _check_baseline(baseline, n_samples: int):
-    if baseline is None:
-        return None
-    if baseline != "loo":
-        raise ValueError(f"baseline must be None or 'loo', got {baseline!r}")
-    if n_samples < 2:
-        raise ValueError(f"baseline='loo' needs n_samples >= 2, got n_samples={n_samples}")
-    return baseline
+def _check_n_samples(estimator: str, n_samples) -> int:
+    n = check_positive_int("n_samples", n_samples)
+    if estimator == SCORE_FUNCTION_LOO and n < 2:
+        raise ValueError(
+            f"estimator {SCORE_FUNCTION_LOO!r} needs n_samples >= 2 (the baseline averages the other "
+            f"draws), got n_samples={n}"
+        )
+    return n
 
 
 def _check_temperature(temperature) -> float:
@@ -226,12 +251,22 @@ def _check_temperature(temperature) -> float:
     return float(temperature)
 
 
-def _score_surrogate(ll: torch.Tensor, log_q: torch.Tensor, baseline) -> torch.Tensor:
-    """``ll + sg(ll - b) log_q``: its value is ``ll``, its encoder gradient the score-function estimate."""
+def _loo_baseline(values: torch.Tensor, dim: int = 0) -> torch.Tensor:
+    r"""Leave-one-out means :math:`b_s = \frac{1}{S-1}\sum_{t \ne s} v_t` along ``dim``.
+
+    The arithmetic of :func:`companion.estimators.score_function`'s ``baseline="loo"``
+    (which has no callable helper), along any dimension.
+    """
+    n = values.shape[dim]
+    return (values.sum(dim, keepdim=True) - values) / (n - 1)
+
+
+def _score_surrogate(ll: torch.Tensor, log_q: torch.Tensor, loo: bool, dim: int = 0) -> torch.Tensor:
+    """``ll + sg(ll - b) log_q``, samples along ``dim``: its value is ``ll``, its encoder gradient
+    the score-function estimate (``b`` the leave-one-out baseline if ``loo``, else 0)."""
     signal = ll.detach()
-    if baseline == "loo":
-        n = ll.shape[0]
-        signal = signal - (signal.sum(0, keepdim=True) - signal) / (n - 1)
+    if loo:
+        signal = signal - _loo_baseline(signal, dim)
     return ll + signal * log_q - (signal * log_q).detach()
 
 
@@ -241,7 +276,6 @@ def elbo_surrogate(
     estimator: str,
     *,
     n_samples: int = 1,
-    baseline: str | None = "loo",
     temperature: float = 1.0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     r"""A loss whose gradient is the chosen estimator of :math:`-\nabla \mathcal L`, and the ELBO estimates.
@@ -259,8 +293,9 @@ def elbo_surrogate(
         &b_s = \frac{1}{S-1}\sum_{t \ne s} \log p_\theta(x \mid z_t),
         \end{aligned}
 
-    where :math:`z_s` carries no gradient and :math:`\operatorname{sg}` stops gradients:
-    its value is the ELBO estimate, its :math:`\phi`-gradient
+    where :math:`z_s` carries no gradient and :math:`\operatorname{sg}` stops gradients
+    (:math:`b_s = 0` for ``"score_function"``): its value is the ELBO estimate, its
+    :math:`\phi`-gradient
 
     .. math::
 
@@ -270,9 +305,9 @@ def elbo_surrogate(
     Args:
         model: a :class:`GaussianVAE` or :class:`CategoricalVAE`.
         x: binary images ``(batch, n_pixels)``.
-        estimator: one of ``GAUSSIAN_ESTIMATORS`` or ``CATEGORICAL_ESTIMATORS``.
-        n_samples: draws :math:`S` of :math:`z` per image.
-        baseline: ``"loo"`` or ``None``; used by ``"score function"`` only.
+        estimator: a catalogue key in ``GAUSSIAN_ESTIMATORS`` or ``CATEGORICAL_ESTIMATORS``.
+        n_samples: draws :math:`S` of :math:`z` per image (at least 2 for the
+            leave-one-out baseline).
         temperature: :math:`\tau > 0` of the Gumbel-softmax relaxations.
 
     Returns:
@@ -282,10 +317,10 @@ def elbo_surrogate(
         even when the gradient comes from a relaxation.
     """
     estimator = _check_estimator(model, estimator)
-    n = check_positive_int("n_samples", n_samples)
-    baseline = _check_baseline(baseline, n) if estimator == "score function" else None
+    n = _check_n_samples(estimator, n_samples)
     tau = _check_temperature(temperature)
-    x = _check_binary("x", _check_images("x", x, model.n_pixels)).to(_device(model))
+    x = _images(model, "x", x)
+    loo = estimator == SCORE_FUNCTION_LOO
 
     if isinstance(model, GaussianVAE):
         mu, sigma = model.encode(x)
@@ -298,23 +333,22 @@ def elbo_surrogate(
             with torch.no_grad():
                 z = gaussian(mu, sigma, sample_shape=(n,))
             ll = bernoulli_log_likelihood(model.decode(z), x)
-            log_q = (-0.5 * ((z - mu) / sigma).square() - sigma.log() - 0.5 * _LOG_2PI).sum(-1)
-            objective = _score_surrogate(ll, log_q, baseline)
+            objective = _score_surrogate(ll, _gaussian_log_q(z, mu, sigma), loo)
     else:
         logits = model.encode(x)
         kl = categorical_kl(logits)
         expanded = logits.expand((n,) + logits.shape)
-        if estimator == "score function":
+        if estimator in (SCORE_FUNCTION_LOO, "score_function"):
             with torch.no_grad():
                 k = gumbel_max(expanded)  # exact categorical samples, noise on the CPU
             y = F.one_hot(k, model.n_categories).to(logits.dtype)
             ll = bernoulli_log_likelihood(model.decode(y), x)
             log_q = (torch.log_softmax(logits, -1) * y).sum((-1, -2))
-            objective = _score_surrogate(ll, log_q, baseline)
+            objective = _score_surrogate(ll, log_q, loo)
         else:
-            y = gumbel_softmax(expanded, tau, hard=(estimator == "straight-through"))
+            y = gumbel_softmax(expanded, tau, hard=(estimator == "straight_through"))
             objective = bernoulli_log_likelihood(model.decode(y), x)
-            if estimator == "straight-through":
+            if estimator == "straight_through":
                 ll = objective  # the forward value is the one-hot sample's
             else:
                 with torch.no_grad():  # the discrete sample argmax(y) is the Gumbel-max sample
@@ -337,37 +371,42 @@ def gaussian_elbo(
     if not isinstance(model, GaussianVAE):
         raise TypeError(f"model must be a GaussianVAE, got {type(model).__name__}")
     n = check_positive_int("n_samples", n_samples)
-    x = _check_binary("x", _check_images("x", x, model.n_pixels)).to(_device(model))
+    x = _images(model, "x", x)
     mu, sigma = model.encode(x)
     z = gaussian(mu, sigma, sample_shape=(n,), generator=generator)
     return bernoulli_log_likelihood(model.decode(z), x).mean(0) - gaussian_kl(mu, sigma)
 
 
-def _all_codes(model: CategoricalVAE) -> torch.Tensor:
-    n_codes = model.n_categories**model.n_latents
+def _codes(n_latents: int, n_categories: int) -> torch.Tensor:
+    """Every joint latent configuration, ``(n_categories**n_latents, n_latents)``, on the CPU."""
+    n_codes = n_categories**n_latents
     if n_codes > MAX_ENUMERATION:
         raise ValueError(
-            f"n_categories**n_latents = {model.n_categories}**{model.n_latents} = {n_codes} latent "
+            f"n_categories**n_latents = {n_categories}**{n_latents} = {n_codes} latent "
             f"configurations is more than MAX_ENUMERATION={MAX_ENUMERATION} to enumerate"
         )
-    grids = torch.meshgrid(*[torch.arange(model.n_categories)] * model.n_latents, indexing="ij")
-    return torch.stack([g.reshape(-1) for g in grids], dim=-1)  # (n_codes, n_latents)
+    grids = torch.meshgrid(*[torch.arange(n_categories)] * n_latents, indexing="ij")
+    return torch.stack([g.reshape(-1) for g in grids], dim=-1)
+
+
+def _code_log_likelihoods(dec: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    r""":math:`\log p(x_b \mid c)` for decoder logits ``dec`` ``(..., n_codes, n_pixels)`` and
+    images ``x`` ``(..., B, n_pixels)``: ``(..., n_codes, B)``.
+
+    :math:`\log p(x \mid c) = \sum_j [x_j \ell_{cj} - \operatorname{softplus}(\ell_{cj})]`:
+    one matrix product for all codes and images.
+    """
+    return dec @ x.transpose(-1, -2) - F.softplus(dec).sum(-1, keepdim=True)
 
 
 def _enumerate(model: CategoricalVAE, x: torch.Tensor, chunk: int):
     """Yield per-chunk ``(log p(x|z), codes)`` with ``log p(x|z)`` of shape ``(n_codes, chunk)``."""
-    codes = _all_codes(model).to(x.device)
+    codes = _codes(model.n_latents, model.n_categories).to(x.device)
     y = F.one_hot(codes, model.n_categories).to(x.dtype)
     dec = model.decode(y)  # (n_codes, n_pixels): the decoder does not depend on x
-    # log p(x|z) = sum_j [x_j l_j - softplus(l_j)]: one matrix product for all codes and images.
-    normalizer = F.softplus(dec).sum(-1, keepdim=True)  # (n_codes, 1)
     for start in range(0, x.shape[0], chunk):
         xb = x[start : start + chunk]
-        yield dec @ xb.T - normalizer, codes, xb
-
-
-def _check_chunk(chunk) -> int:
-    return check_positive_int("chunk", chunk)
+        yield _code_log_likelihoods(dec, xb), codes, xb
 
 
 def _check_q_logits(model: CategoricalVAE, x: torch.Tensor, q_logits) -> torch.Tensor:
@@ -390,15 +429,13 @@ def _exact_elbo(model: CategoricalVAE, x: torch.Tensor, q_logits: torch.Tensor, 
         idx = codes.T[None].expand(lq.shape[0], -1, -1)  # (b, L, n_codes)
         log_q_codes = lq.gather(-1, idx).sum(1).T  # (n_codes, b)
         out.append((log_q_codes.exp() * ll).sum(0))
-    return torch.cat(out) - categorical_kl(q_logits)
+    return torch.cat(out) - _categorical_kl(log_q)
 
 
 def _check_exact_args(model, x, chunk):
     if not isinstance(model, CategoricalVAE):
         raise TypeError(f"model must be a CategoricalVAE, got {type(model).__name__}")
-    chunk = _check_chunk(chunk)
-    x = _check_binary("x", _check_images("x", x, model.n_pixels)).to(_device(model))
-    return x, chunk
+    return _images(model, "x", x), check_positive_int("chunk", chunk)
 
 
 @torch.no_grad()
@@ -470,7 +507,11 @@ def exact_encoder_gradient(model: CategoricalVAE, x: torch.Tensor, chunk: int = 
     Returns:
         Tensor ``(n_encoder_parameters,)`` on the model's device.
     """
-    loss = categorical_exact_loss(model, x, chunk)
+    return _flat_encoder_gradient(model, categorical_exact_loss(model, x, chunk))
+
+
+def _flat_encoder_gradient(model: nn.Module, loss: torch.Tensor) -> torch.Tensor:
+    """``loss``'s gradient in the encoder's parameters, flattened in their order."""
     grads = torch.autograd.grad(loss, list(model.encoder.parameters()))
     return torch.cat([g.reshape(-1) for g in grads])
 
@@ -478,10 +519,7 @@ def exact_encoder_gradient(model: CategoricalVAE, x: torch.Tensor, chunk: int = 
 @torch.no_grad()
 def categorical_log_marginal(model: CategoricalVAE, x: torch.Tensor, chunk: int = 128) -> torch.Tensor:
     r"""Exact :math:`\log p_\theta(x) = \operatorname{logsumexp}_z \bigl[\log p_\theta(x \mid z) + \log p(z)\bigr]`, :math:`\log p(z) = -L \log K`."""
-    if not isinstance(model, CategoricalVAE):
-        raise TypeError(f"model must be a CategoricalVAE, got {type(model).__name__}")
-    chunk = _check_chunk(chunk)
-    x = _check_binary("x", _check_images("x", x, model.n_pixels)).to(_device(model))
+    x, chunk = _check_exact_args(model, x, chunk)
     log_prior = -model.n_latents * math.log(model.n_categories)
     return torch.cat([torch.logsumexp(ll, dim=0) for ll, _, _ in _enumerate(model, x, chunk)]) + log_prior
 
@@ -493,7 +531,6 @@ def encoder_gradients(
     *,
     n_repeats: int = 20,
     n_samples: int = 1,
-    baseline: str | None = "loo",
     temperature: float = 1.0,
 ) -> torch.Tensor:
     r"""``n_repeats`` independent estimates of the encoder gradient :math:`-\nabla_\phi` loss, flattened.
@@ -506,120 +543,8 @@ def encoder_gradients(
         Tensor ``(n_repeats, n_encoder_parameters)`` on the model's device.
     """
     n_repeats = check_positive_int("n_repeats", n_repeats)
-    params = list(model.encoder.parameters()) if isinstance(model, (GaussianVAE, CategoricalVAE)) else None
     rows = []
     for _ in range(n_repeats):
-        loss, _ = elbo_surrogate(
-            model, x, estimator, n_samples=n_samples, baseline=baseline, temperature=temperature
-        )
-        grads = torch.autograd.grad(loss, params)
-        rows.append(torch.cat([g.reshape(-1) for g in grads]))
+        loss, _ = elbo_surrogate(model, x, estimator, n_samples=n_samples, temperature=temperature)
+        rows.append(_flat_encoder_gradient(model, loss))
     return torch.stack(rows)
-
-
-def temperature_schedule(step: int, n_steps: int, start: float = 1.0, end: float = 0.5) -> float:
-    r"""Geometric annealing :math:`\tau_t = \tau_0 (\tau_1/\tau_0)^{t/(T-1)}`, from ``start`` at step 0 to ``end`` at step :math:`T-1`.
-
-    Exponential decay of the temperature, as in :cite:t:`jang2017`, over a fixed budget.
-    """
-    n_steps = check_positive_int("n_steps", n_steps)
-    step = check_positive_int("step", step, minimum=0)
-    if step >= n_steps:
-        raise ValueError(f"step must be < n_steps={n_steps}, got {step}")
-    start, end = _check_temperature(start), _check_temperature(end)
-    if n_steps == 1:
-        return start
-    return start * (end / start) ** (step / (n_steps - 1))
-
-
-class TrainingHistory(NamedTuple):
-    """Per-epoch records of :func:`train_vae` (plain Python floats)."""
-
-    train_elbo: list  #: mean of the minibatch ELBO estimates over the epoch
-    test_elbo: list  #: held-out ELBO after each epoch (empty without ``x_test``)
-    temperature: list  #: Gumbel-softmax temperature at the epoch's last step
-
-
-def _held_out_elbo(model, x_test, n_samples, eval_generator) -> float:
-    if isinstance(model, GaussianVAE):
-        return float(gaussian_elbo(model, x_test, n_samples=n_samples, generator=eval_generator).mean())
-    return float(categorical_elbo_exact(model, x_test).mean())
-
-
-def train_vae(
-    model: nn.Module,
-    x_train: torch.Tensor,
-    estimator: str,
-    *,
-    x_test: torch.Tensor | None = None,
-    n_epochs: int = 20,
-    batch_size: int = 128,
-    n_samples: int = 4,
-    lr: float = 1e-3,
-    baseline: str | None = "loo",
-    temperature: tuple[float, float] = (1.0, 0.5),
-    eval_samples: int = 16,
-    progress: bool = False,
-) -> TrainingHistory:
-    r"""Train ``model`` with Adam on the ELBO, its encoder gradient from ``estimator``.
-
-    Each epoch visits the training images once in an order drawn from torch's global
-    CPU generator, in minibatches of ``batch_size``; every estimator gets the same
-    number of steps and ``n_samples`` draws per image. The Gumbel-softmax temperature
-    follows :func:`temperature_schedule` from ``temperature[0]`` to ``temperature[1]``.
-    After each epoch the held-out ELBO is recorded (exact for a :class:`CategoricalVAE`,
-    a Monte Carlo estimate with ``eval_samples`` draws from a fixed-seed generator for a
-    :class:`GaussianVAE`).
-
-    ``progress=True`` shows a text tqdm bar on stderr (never ``tqdm.notebook``); the
-    book's notebooks pass ``False`` so nothing that varies reaches stored outputs.
-    """
-    estimator = _check_estimator(model, estimator)
-    x_train = _check_binary("x_train", _check_images("x_train", x_train, model.n_pixels)).to(_device(model))
-    if x_test is not None:
-        x_test = _check_binary("x_test", _check_images("x_test", x_test, model.n_pixels)).to(_device(model))
-    n_epochs = check_positive_int("n_epochs", n_epochs)
-    batch_size = check_positive_int("batch_size", batch_size)
-    n_samples = check_positive_int("n_samples", n_samples)
-    eval_samples = check_positive_int("eval_samples", eval_samples)
-    if isinstance(lr, bool) or not isinstance(lr, numbers.Real) or not (math.isfinite(lr) and lr > 0):
-        raise ValueError(f"lr must be a finite number > 0, got {lr!r}")
-    if estimator == "score function":
-        _check_baseline(baseline, n_samples)
-    if not (isinstance(temperature, (tuple, list)) and len(temperature) == 2):
-        raise TypeError(f"temperature must be a (start, end) pair, got {temperature!r}")
-    tau0, tau1 = (_check_temperature(t) for t in temperature)
-    if not isinstance(progress, bool):
-        raise TypeError(f"progress must be a bool, got {progress!r} of type {type(progress).__name__}")
-
-    from tqdm import tqdm  # the plain text bar, on stderr
-
-    n = x_train.shape[0]
-    steps_per_epoch = math.ceil(n / batch_size)
-    n_steps = n_epochs * steps_per_epoch
-    optimizer = torch.optim.Adam(model.parameters(), lr=float(lr))
-    eval_generator = torch.Generator().manual_seed(12345)
-    history = TrainingHistory([], [], [])
-    step = 0
-    tau = tau0
-    model.train()
-    for _epoch in tqdm(range(n_epochs), desc=estimator, disable=not progress, file=sys.stderr):
-        order = torch.randperm(n).to(x_train.device)  # drawn on the CPU
-        total = torch.zeros((), device=x_train.device)
-        for start in range(0, n, batch_size):
-            tau = temperature_schedule(step, n_steps, tau0, tau1)
-            batch = x_train[order[start : start + batch_size]]
-            loss, elbo = elbo_surrogate(
-                model, batch, estimator, n_samples=n_samples, baseline=baseline, temperature=tau
-            )
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            total += elbo.sum()
-            step += 1
-        history.train_elbo.append(float(total) / n)
-        history.temperature.append(tau)
-        if x_test is not None:
-            history.test_elbo.append(_held_out_elbo(model, x_test, eval_samples, eval_generator))
-    model.eval()
-    return history
