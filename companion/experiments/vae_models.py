@@ -399,14 +399,27 @@ def _code_log_likelihoods(dec: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return dec @ x.transpose(-1, -2) - F.softplus(dec).sum(-1, keepdim=True)
 
 
+def _expected_log_likelihood(log_q: torch.Tensor, onehot: torch.Tensor, ll: torch.Tensor) -> torch.Tensor:
+    r""":math:`\sum_c q(c \mid x_b) \log p(x_b \mid c)` over every code :math:`c`.
+
+    ``log_q`` ``(..., B, L, K)`` are the encoder's log-probabilities, ``onehot``
+    ``(n_codes, L, K)`` the codes' one-hot rows and ``ll`` ``(..., n_codes, B)`` from
+    :func:`_code_log_likelihoods`. :math:`\log q(c \mid x) = \sum_l \log q_l(c_l \mid x)` for
+    all codes is one matrix product of the one-hot rows with :math:`\log q`. Returns ``(..., B)``.
+    """
+    log_q_codes = onehot.flatten(-2) @ log_q.flatten(-2).transpose(-1, -2)  # (..., n_codes, B)
+    return (log_q_codes.exp() * ll).sum(-2)
+
+
 def _enumerate(model: CategoricalVAE, x: torch.Tensor, chunk: int):
-    """Yield per-chunk ``(log p(x|z), codes)`` with ``log p(x|z)`` of shape ``(n_codes, chunk)``."""
+    """Yield per chunk of images ``(log p(x|c), onehot, start, stop)``: ``log p(x|c)`` of shape
+    ``(n_codes, stop - start)`` and the codes' one-hot rows ``(n_codes, L, K)``."""
     codes = _codes(model.n_latents, model.n_categories).to(x.device)
-    y = F.one_hot(codes, model.n_categories).to(x.dtype)
-    dec = model.decode(y)  # (n_codes, n_pixels): the decoder does not depend on x
+    onehot = F.one_hot(codes, model.n_categories).to(x.dtype)
+    dec = model.decode(onehot)  # (n_codes, n_pixels): the decoder does not depend on x
     for start in range(0, x.shape[0], chunk):
-        xb = x[start : start + chunk]
-        yield _code_log_likelihoods(dec, xb), codes, xb
+        stop = min(start + chunk, x.shape[0])
+        yield _code_log_likelihoods(dec, x[start:stop]), onehot, start, stop
 
 
 def _check_q_logits(model: CategoricalVAE, x: torch.Tensor, q_logits) -> torch.Tensor:
@@ -422,14 +435,11 @@ def _check_q_logits(model: CategoricalVAE, x: torch.Tensor, q_logits) -> torch.T
 def _exact_elbo(model: CategoricalVAE, x: torch.Tensor, q_logits: torch.Tensor, chunk: int) -> torch.Tensor:
     """The enumerated ELBO of each image, differentiable (no argument checks)."""
     log_q = torch.log_softmax(q_logits, dim=-1)
-    out = []
-    for i, (ll, codes, xb) in enumerate(_enumerate(model, x, chunk)):
-        lq = log_q[i * chunk : i * chunk + xb.shape[0]]  # (b, L, K)
-        # log q(code | x) = sum_l log q_l(code_l | x): gather each latent's category.
-        idx = codes.T[None].expand(lq.shape[0], -1, -1)  # (b, L, n_codes)
-        log_q_codes = lq.gather(-1, idx).sum(1).T  # (n_codes, b)
-        out.append((log_q_codes.exp() * ll).sum(0))
-    return torch.cat(out) - _categorical_kl(log_q)
+    recon = [
+        _expected_log_likelihood(log_q[start:stop], onehot, ll)
+        for ll, onehot, start, stop in _enumerate(model, x, chunk)
+    ]
+    return torch.cat(recon) - _categorical_kl(log_q)
 
 
 def _check_exact_args(model, x, chunk):
@@ -521,7 +531,7 @@ def categorical_log_marginal(model: CategoricalVAE, x: torch.Tensor, chunk: int 
     r"""Exact :math:`\log p_\theta(x) = \operatorname{logsumexp}_z \bigl[\log p_\theta(x \mid z) + \log p(z)\bigr]`, :math:`\log p(z) = -L \log K`."""
     x, chunk = _check_exact_args(model, x, chunk)
     log_prior = -model.n_latents * math.log(model.n_categories)
-    return torch.cat([torch.logsumexp(ll, dim=0) for ll, _, _ in _enumerate(model, x, chunk)]) + log_prior
+    return torch.cat([torch.logsumexp(ll, dim=0) for ll, *_ in _enumerate(model, x, chunk)]) + log_prior
 
 
 def encoder_gradients(

@@ -140,9 +140,9 @@ def stacked_exact_terms(params: dict, x: torch.Tensor) -> tuple[torch.Tensor, to
         R(x) = \sum_c q_\phi(c \mid x) \log p_\theta(x \mid c), \qquad
         \mathrm{KL}(q_\phi(\cdot \mid x) \,\|\, p),
 
-    so the exact ELBO is :math:`R - \mathrm{KL}`. :math:`\log q(c \mid x)` for all codes is one
-    matrix product of the codes' one-hot rows with :math:`\log q` (differentiable).
-    Returns ``(recon, kl)``, each ``(k, B)``.
+    so the exact ELBO is :math:`R - \mathrm{KL}`, computed as
+    :func:`companion.experiments.vae_models.categorical_elbo_exact` computes it
+    (differentiable). Returns ``(recon, kl)``, each ``(k, B)``.
     """
     kind, n_pixels, n_hidden, n_latents, n_categories = params["meta"]
     if kind != "categorical":
@@ -156,9 +156,7 @@ def stacked_exact_terms(params: dict, x: torch.Tensor) -> tuple[torch.Tensor, to
     onehot = F.one_hot(codes, n_categories).to(x.dtype)  # (C, L, K)
     dec = _decode(params, onehot.flatten(-2).expand(k, -1, -1))  # (k, C, n_pixels)
     ll = vm._code_log_likelihoods(dec, x)  # (k, C, B)
-    log_q_codes = onehot.flatten(-2) @ log_q.flatten(-2).transpose(1, 2)  # (k, C, B)
-    recon = (log_q_codes.exp() * ll).sum(1)
-    return recon, vm._categorical_kl(log_q)
+    return vm._expected_log_likelihood(log_q, onehot, ll), vm._categorical_kl(log_q)
 
 
 def stacked_loss(params: dict, x: torch.Tensor, source: str, *, n_samples: int = 4,
