@@ -398,18 +398,17 @@ def bench_vae_seeds(device: torch.device, rounds: int, k: int = 5) -> None:
     with its own minibatches and noise, in one ``companion.experiments.vae_seeds`` stack.
     Goal: all k in at most twice the time of one (k sequential runs take k times one).
     """
-    from companion.experiments import vae
+    from companion.experiments import vae, vae_models
     from companion.experiments.data import load_binary_digits
     from companion.experiments import vae_seeds
 
     x = load_binary_digits().x_train[:1024].to(device)
     header(f"VAE seeds on {device}: {k} models stacked (companion.experiments.vae_seeds) vs one train_vae run")
-    for make, est, src in [(vae.CategoricalVAE, "gumbel-softmax", "gumbel_softmax"),
-                           (vae.GaussianVAE, "pathwise", "pathwise")]:
+    for make, src in [(vae_models.CategoricalVAE, "gumbel_softmax"), (vae_models.GaussianVAE, "pathwise")]:
         models = [make().to(device) for _ in range(k)]
 
         def one():
-            vae.train_vae(models[0], x, est, n_epochs=1, batch_size=128, n_samples=4, lr=1e-3)
+            vae.train_vae(models[0], x, src, n_epochs=1, batch_size=128, n_samples=4, lr=1e-3)
 
         def stacked():
             params = vae_seeds.stack_models(models)

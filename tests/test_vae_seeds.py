@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from companion.experiments import vae
+from companion import catalogue
+from companion.experiments import vae_models as vm
 from companion.experiments.data import load_binary_digits
 from companion.experiments import vae_seeds as vs
 
@@ -17,7 +18,7 @@ def x():
 
 def _cat(seed, **kw):
     torch.manual_seed(seed)
-    return vae.CategoricalVAE(n_latents=2, n_categories=4, n_hidden=16, **kw)
+    return vm.CategoricalVAE(n_latents=2, n_categories=4, n_hidden=16, **kw)
 
 
 def test_stacked_exact_elbo_is_each_models_exact_elbo(x):
@@ -25,25 +26,26 @@ def test_stacked_exact_elbo_is_each_models_exact_elbo(x):
     params = vs.stack_models(models)
     recon, kl = vs.stacked_exact_terms(params, x)
     for i, m in enumerate(models):
-        torch.testing.assert_close(recon[i] - kl[i], vae.categorical_elbo_exact(m, x), rtol=1e-5, atol=1e-4)
-        torch.testing.assert_close(kl[i], vae.categorical_kl(m.encode(x)))
+        torch.testing.assert_close(recon[i] - kl[i], vm.categorical_elbo_exact(m, x), rtol=1e-5, atol=1e-4)
+        torch.testing.assert_close(kl[i], vm.categorical_kl(m.encode(x)))
     back = vs.unstack_model(params, 2)
     torch.testing.assert_close(back.encode(x), models[2].encode(x))
 
 
-@pytest.mark.parametrize("source", vs.CATEGORICAL_SOURCES[1:] + ("pathwise", "score_function_gauss"))
-def test_one_stacked_model_matches_elbo_surrogate_with_the_same_noise(x, source):
+@pytest.mark.parametrize(
+    "gauss, source",
+    [(False, s) for s in vs.CATEGORICAL_SOURCES[1:]] + [(True, s) for s in vs.GAUSSIAN_SOURCES],
+)
+def test_one_stacked_model_matches_elbo_surrogate_with_the_same_noise(x, gauss, source):
     """With k = 1 the stacked loss draws the same noise, in the same order, as
-    companion.experiments.vae.elbo_surrogate: loss and encoder gradient must agree."""
-    gauss = source in ("pathwise", "score_function_gauss")
-    source = "score_function" if source == "score_function_gauss" else source
+    companion.experiments.vae_models.elbo_surrogate: loss and encoder gradient must agree."""
     torch.manual_seed(0)
-    model = vae.GaussianVAE(n_latent=3, n_hidden=16) if gauss else _cat(0)
+    model = vm.GaussianVAE(n_latent=3, n_hidden=16) if gauss else _cat(0)
     params = vs.stack_models([model])
     torch.manual_seed(7)
     loss = vs.stacked_loss(params, x[None], source, n_samples=3, temperature=0.7)
     torch.manual_seed(7)
-    ref, _ = vae.elbo_surrogate(model, x, vs.VAE_NAMES[source], n_samples=3, temperature=0.7)
+    ref, _ = vm.elbo_surrogate(model, x, source, n_samples=3, temperature=0.7)
     torch.testing.assert_close(loss, ref, rtol=1e-5, atol=1e-5)
     got = torch.autograd.grad(loss, [params["encoder.0.w"]])[0][0].T
     want = torch.autograd.grad(ref, [model.encoder[0].weight])[0]
@@ -53,8 +55,8 @@ def test_one_stacked_model_matches_elbo_surrogate_with_the_same_noise(x, source)
 def test_gradient_samples_exact_rows_equal_the_exact_encoder_gradient(x):
     model = _cat(3)
     rows = vs.encoder_gradient_samples(model, x, "exact", n_repeats=2)
-    torch.testing.assert_close(rows[1], vae.exact_encoder_gradient(model, x), rtol=1e-5, atol=1e-6)
-    rows = vs.encoder_gradient_samples(model, x, "score_function", n_repeats=5, n_samples=2)
+    torch.testing.assert_close(rows[1], vm.exact_encoder_gradient(model, x), rtol=1e-5, atol=1e-6)
+    rows = vs.encoder_gradient_samples(model, x, vm.SCORE_FUNCTION_LOO, n_repeats=5, n_samples=2)
     assert rows.shape == (5, sum(p.numel() for p in model.encoder.parameters()))
     assert not torch.equal(rows[0], rows[1])  # each copy has its own noise
 
@@ -73,14 +75,14 @@ def test_training_k_stacked_models_is_training_each_alone(x):
         opt = torch.optim.Adam(m.parameters(), lr=1e-2)
         for epoch in range(2):
             for start in range(0, 40, 16):
-                loss = vae.categorical_exact_loss(m, x[orders[epoch][i][start:start + 16]])
+                loss = vm.categorical_exact_loss(m, x[orders[epoch][i][start:start + 16]])
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
         trained = vs.unstack_model(params, i)
         for a, b in zip(trained.parameters(), m.parameters()):
             torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
-        torch.testing.assert_close(hist.elbo["train"][-1, i], vae.categorical_elbo_exact(m, x).mean(),
+        torch.testing.assert_close(hist.elbo["train"][-1, i], vm.categorical_elbo_exact(m, x).mean(),
                                    rtol=1e-4, atol=1e-4)
     assert hist.epochs == [0, 1, 2] and hist.elbo["train"].shape == (3, 2)
     assert bool((hist.elbo["train"][-1] > hist.elbo["train"][0]).all())
@@ -88,10 +90,10 @@ def test_training_k_stacked_models_is_training_each_alone(x):
 
 def test_gaussian_elbo_and_validation_split(x):
     torch.manual_seed(0)
-    models = [vae.GaussianVAE(n_latent=2, n_hidden=8) for _ in range(2)]
+    models = [vm.GaussianVAE(n_latent=2, n_hidden=8) for _ in range(2)]
     params = vs.stack_models(models)
     e = vs.stacked_gaussian_elbo(params, x, n_samples=4000, generator=torch.Generator().manual_seed(0))
-    ref = vae.gaussian_elbo(models[1], x, n_samples=4000, generator=torch.Generator().manual_seed(1))
+    ref = vm.gaussian_elbo(models[1], x, n_samples=4000, generator=torch.Generator().manual_seed(1))
     assert float((e[1] - ref).abs().max()) < 0.5  # two Monte Carlo estimates of one ELBO
     fit, val = vs.split_validation(x, 0.25)
     assert fit.shape == (30, 64) and val.shape == (10, 64)
@@ -102,12 +104,18 @@ def test_bad_inputs(x):
     with pytest.raises(ValueError, match="source"):
         vs.stacked_loss(params, x[None], "pathwise")
     with pytest.raises(ValueError, match="n_samples"):
-        vs.stacked_loss(params, x[None], "score_function", n_samples=1)
+        vs.stacked_loss(params, x[None], vm.SCORE_FUNCTION_LOO, n_samples=1)
     with pytest.raises(ValueError, match="i must"):
         vs.unstack_model(params, 1)
     with pytest.raises(ValueError, match="architecture"):
-        vs.stack_models([_cat(0), vae.CategoricalVAE(n_latents=2, n_categories=4, n_hidden=8)])
+        vs.stack_models([_cat(0), vm.CategoricalVAE(n_latents=2, n_categories=4, n_hidden=8)])
     with pytest.raises(TypeError, match="models"):
         vs.stack_models([torch.nn.Linear(2, 2)])
     with pytest.raises(ValueError, match="fraction"):
         vs.split_validation(x, 1.5)
+
+
+def test_sources_are_catalogue_keys_or_the_exact_gradient():
+    keys = {entry.key for entry in catalogue.ENTRIES}
+    for source in vs.CATEGORICAL_SOURCES + vs.GAUSSIAN_SOURCES:
+        assert source == "exact" or source in keys, source

@@ -1,6 +1,6 @@
 r"""Chapter 9's VAE experiments, vectorised over seeds: k models trained as one computation.
 
-Every VAE of :mod:`companion.experiments.vae` is two one-hidden-layer tanh MLPs. Here the
+Every VAE of :mod:`companion.experiments.vae_models` is two one-hidden-layer tanh MLPs. Here the
 parameters of ``k`` such models are **stacked** along a leading dimension (weights
 ``(k, n_in, n_out)``, biases ``(k, 1, n_out)``) and every layer is one batched matrix
 product (``torch.baddbmm``) for all ``k`` at once. The loss is the **sum** of the
@@ -13,10 +13,12 @@ less than ``k`` runs one after the other (``benchmarks/run.py`` measures it).
 The same trick gives ``R`` independent gradient estimates of **one** model in one
 backward pass (:func:`encoder_gradient_samples`): stack ``R`` copies of it.
 
-The gradient sources (canonical names) are ``"score_function"`` (leave-one-out
-baseline over the ``n_samples`` draws), ``"gumbel_softmax"``, ``"straight_through"``,
-``"exact"`` (the enumerated ELBO's gradient, categorical only) and ``"pathwise"``
-(Gaussian only). Noise is drawn on the CPU (torch's global generator) and moved.
+The gradient sources are the estimators' catalogue keys
+``"score_function[baseline='loo']"`` (leave-one-out baseline over the ``n_samples``
+draws), ``"gumbel_softmax"``, ``"straight_through"`` and ``"pathwise"`` (Gaussian only),
+computed as in :func:`companion.experiments.vae_models.elbo_surrogate`, and ``"exact"``
+(the enumerated ELBO's gradient, categorical only). Noise is drawn on the CPU (torch's
+global generator) and moved.
 """
 
 from __future__ import annotations
@@ -27,15 +29,15 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
-from companion.experiments import vae
 from companion.device import randn
+from companion.experiments import vae_models as vm
+from companion.experiments.vae import temperature_schedule
 from companion.gumbel import gumbel_max, gumbel_softmax
 from companion.validation import check_positive_int
 
 __all__ = [
     "CATEGORICAL_SOURCES",
     "GAUSSIAN_SOURCES",
-    "VAE_NAMES",
     "stack_models",
     "unstack_model",
     "stacked_loss",
@@ -47,24 +49,19 @@ __all__ = [
     "split_validation",
 ]
 
-CATEGORICAL_SOURCES = ("exact", "score_function", "gumbel_softmax", "straight_through")
-GAUSSIAN_SOURCES = ("pathwise", "score_function")
-#: The names :mod:`companion.experiments.vae` uses for the same estimators.
-VAE_NAMES = {
-    "score_function": "score function",
-    "gumbel_softmax": "gumbel-softmax",
-    "straight_through": "straight-through",
-    "pathwise": "pathwise",
-}
-_LOG_2PI = math.log(2 * math.pi)
+#: Gradient sources for stacked categorical models: the exact gradient and three estimators.
+CATEGORICAL_SOURCES = ("exact", vm.SCORE_FUNCTION_LOO, "gumbel_softmax", "straight_through")
+#: Gradient sources (estimators) for stacked Gaussian models.
+GAUSSIAN_SOURCES = ("pathwise", vm.SCORE_FUNCTION_LOO)
 _LAYERS = ("encoder.0", "encoder.2", "decoder.0", "decoder.2")
 
 
-def _kind(model) -> str:
-    if isinstance(model, vae.CategoricalVAE):
-        return "categorical"
-    if isinstance(model, vae.GaussianVAE):
-        return "gaussian"
+def _architecture(model) -> tuple:
+    """``(kind, n_pixels, n_hidden, *latent sizes)`` of a VAE: what a stack must share."""
+    if isinstance(model, vm.CategoricalVAE):
+        return ("categorical", model.n_pixels, model.n_hidden, model.n_latents, model.n_categories)
+    if isinstance(model, vm.GaussianVAE):
+        return ("gaussian", model.n_pixels, model.n_hidden, model.n_latent)
     raise TypeError(f"models must be GaussianVAE or CategoricalVAE instances, got {type(model).__name__}")
 
 
@@ -79,36 +76,32 @@ def stack_models(models) -> dict:
     models = list(models)
     if not models:
         raise ValueError("models must hold at least one model, got an empty sequence")
-    kind = _kind(models[0])
-    ref = models[0]
-    arch = (ref.n_pixels, ref.n_hidden) + (
-        (ref.n_latents, ref.n_categories) if kind == "categorical" else (ref.n_latent,)
-    )
+    arch = _architecture(models[0])
     for m in models:
-        if _kind(m) != kind:
+        other = _architecture(m)
+        if other[0] != arch[0]:
             raise TypeError("models must all be of one class")
-        other = (m.n_pixels, m.n_hidden) + ((m.n_latents, m.n_categories) if kind == "categorical" else (m.n_latent,))
         if other != arch:
-            raise ValueError(f"models must share one architecture, got {arch} and {other}")
+            raise ValueError(f"models must share one architecture, got {arch[1:]} and {other[1:]}")
     params = {}
     for layer in _LAYERS:
         mods = [m.get_submodule(layer) for m in models]
         params[layer + ".w"] = torch.stack([lin.weight.detach().T for lin in mods]).clone().requires_grad_()
         params[layer + ".b"] = torch.stack([lin.bias.detach()[None] for lin in mods]).clone().requires_grad_()
-    params["meta"] = (kind,) + arch
+    params["meta"] = arch
     return params
 
 
 def unstack_model(params: dict, i: int):
-    """Model ``i`` of a stack as an ordinary :mod:`companion.experiments.vae` module (a copy, on the stack's device)."""
+    """Model ``i`` of a stack as an ordinary :mod:`companion.experiments.vae_models` module (a copy, on the stack's device)."""
     kind, n_pixels, n_hidden, *rest = params["meta"]
     k = params["encoder.0.w"].shape[0]
     if isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < k:
         raise ValueError(f"i must be an int in [0, {k}), got {i!r}")
     if kind == "categorical":
-        model = vae.CategoricalVAE(n_pixels, rest[0], rest[1], n_hidden)
+        model = vm.CategoricalVAE(n_pixels, rest[0], rest[1], n_hidden)
     else:
-        model = vae.GaussianVAE(n_pixels, rest[0], n_hidden)
+        model = vm.GaussianVAE(n_pixels, rest[0], n_hidden)
     model = model.to(params["encoder.0.w"].device)
     with torch.no_grad():
         for layer in _LAYERS:
@@ -131,12 +124,9 @@ def _decode(params: dict, inputs: torch.Tensor) -> torch.Tensor:
     return out.reshape(*inputs.shape[:-1], out.shape[-1])
 
 
-def _loo_surrogate(ll: torch.Tensor, log_q: torch.Tensor) -> torch.Tensor:
-    """Leave-one-out score-function surrogate over dimension 1 (the samples); see ``vae._score_surrogate``."""
-    signal = ll.detach()
-    n = ll.shape[1]
-    signal = signal - (signal.sum(1, keepdim=True) - signal) / (n - 1)
-    return ll + signal * log_q - (signal * log_q).detach()
+def _gaussian_encode(params: dict, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and scale ``(k, B, n_latent)`` of every stacked Gaussian encoder."""
+    return vm._gaussian_parameters(_mlp(params, "encoder", x))
 
 
 def stacked_exact_terms(params: dict, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -150,9 +140,9 @@ def stacked_exact_terms(params: dict, x: torch.Tensor) -> tuple[torch.Tensor, to
         R(x) = \sum_c q_\phi(c \mid x) \log p_\theta(x \mid c), \qquad
         \mathrm{KL}(q_\phi(\cdot \mid x) \,\|\, p),
 
-    so the exact ELBO is :math:`R - \mathrm{KL}`. :math:`\log q(c \mid x)` for all codes is one
-    matrix product of the codes' one-hot rows with :math:`\log q` (differentiable).
-    Returns ``(recon, kl)``, each ``(k, B)``.
+    so the exact ELBO is :math:`R - \mathrm{KL}`, computed as
+    :func:`companion.experiments.vae_models.categorical_elbo_exact` computes it
+    (differentiable). Returns ``(recon, kl)``, each ``(k, B)``.
     """
     kind, n_pixels, n_hidden, n_latents, n_categories = params["meta"]
     if kind != "categorical":
@@ -162,15 +152,11 @@ def stacked_exact_terms(params: dict, x: torch.Tensor) -> tuple[torch.Tensor, to
         x = x.expand(k, *x.shape)
     logits = _mlp(params, "encoder", x).unflatten(-1, (n_latents, n_categories))  # (k, B, L, K)
     log_q = torch.log_softmax(logits, -1)
-    grids = torch.meshgrid(*[torch.arange(n_categories)] * n_latents, indexing="ij")
-    codes = torch.stack([g.reshape(-1) for g in grids], -1).to(x.device)
+    codes = vm._codes(n_latents, n_categories).to(x.device)
     onehot = F.one_hot(codes, n_categories).to(x.dtype)  # (C, L, K)
     dec = _decode(params, onehot.flatten(-2).expand(k, -1, -1))  # (k, C, n_pixels)
-    ll = dec @ x.transpose(1, 2) - F.softplus(dec).sum(-1, keepdim=True)  # (k, C, B)
-    log_q_codes = onehot.flatten(-2) @ log_q.flatten(-2).transpose(1, 2)  # (k, C, B)
-    recon = (log_q_codes.exp() * ll).sum(1)
-    kl = (log_q.exp() * log_q).sum((-1, -2)) + n_latents * math.log(n_categories)
-    return recon, kl
+    ll = vm._code_log_likelihoods(dec, x)  # (k, C, B)
+    return vm._expected_log_likelihood(log_q, onehot, ll), vm._categorical_kl(log_q)
 
 
 def stacked_loss(params: dict, x: torch.Tensor, source: str, *, n_samples: int = 4,
@@ -178,14 +164,15 @@ def stacked_loss(params: dict, x: torch.Tensor, source: str, *, n_samples: int =
     r"""Sum over the ``k`` models of each one's loss (minus its batch-mean ELBO surrogate).
 
     ``x`` is ``(k, B, n_pixels)``. Row :math:`i`'s gradient is what
-    :func:`companion.experiments.vae.elbo_surrogate` would give model :math:`i` with the same noise
-    (``"exact"``: :func:`companion.experiments.vae.categorical_exact_loss`). Returns a scalar.
+    :func:`companion.experiments.vae_models.elbo_surrogate` would give model :math:`i` with the
+    same noise (``"exact"``: :func:`companion.experiments.vae_models.categorical_exact_loss`).
+    Returns a scalar.
     """
     kind, n_pixels, n_hidden, *rest = params["meta"]
     allowed = CATEGORICAL_SOURCES if kind == "categorical" else GAUSSIAN_SOURCES
     if source not in allowed:
         raise ValueError(f"source for {kind} models must be one of {allowed}, got {source!r}")
-    s = check_positive_int("n_samples", n_samples, minimum=2 if source == "score_function" else 1)
+    s = vm._check_n_samples(source, n_samples)
     k, b = x.shape[:2]
     if kind == "categorical":
         if source == "exact":
@@ -194,32 +181,30 @@ def stacked_loss(params: dict, x: torch.Tensor, source: str, *, n_samples: int =
         n_latents, n_categories = rest
         logits = _mlp(params, "encoder", x).unflatten(-1, (n_latents, n_categories))  # (k, B, L, K)
         log_q_all = torch.log_softmax(logits, -1)
-        kl = (log_q_all.exp() * log_q_all).sum((-1, -2)) + n_latents * math.log(n_categories)
+        kl = vm._categorical_kl(log_q_all)
         expanded = logits[:, None].expand(k, s, b, n_latents, n_categories)
-        if source == "score_function":
+        if source == vm.SCORE_FUNCTION_LOO:
             with torch.no_grad():
                 y = F.one_hot(gumbel_max(expanded), n_categories).to(x.dtype)
-            ll = vae.bernoulli_log_likelihood(_decode(params, y.flatten(-2)), x[:, None])
+            ll = vm.bernoulli_log_likelihood(_decode(params, y.flatten(-2)), x[:, None])
             log_q = (log_q_all[:, None] * y).sum((-1, -2))
-            objective = _loo_surrogate(ll, log_q)
+            objective = vm._score_surrogate(ll, log_q, loo=True, dim=1)
         else:
             y = gumbel_softmax(expanded, temperature, hard=(source == "straight_through"))
-            objective = vae.bernoulli_log_likelihood(_decode(params, y.flatten(-2)), x[:, None])
+            objective = vm.bernoulli_log_likelihood(_decode(params, y.flatten(-2)), x[:, None])
     else:
         (n_latent,) = rest
-        mu, pre = _mlp(params, "encoder", x).chunk(2, dim=-1)
-        sigma = F.softplus(pre) + 1e-4
-        kl = vae.gaussian_kl(mu, sigma)
+        mu, sigma = _gaussian_encode(params, x)
+        kl = vm.gaussian_kl(mu, sigma)
         eps = randn((k, s, b, n_latent), device=x.device, dtype=x.dtype)
         if source == "pathwise":
             z = mu[:, None] + sigma[:, None] * eps
-            objective = vae.bernoulli_log_likelihood(_decode(params, z), x[:, None])
+            objective = vm.bernoulli_log_likelihood(_decode(params, z), x[:, None])
         else:
             z = (mu[:, None] + sigma[:, None] * eps).detach()
-            ll = vae.bernoulli_log_likelihood(_decode(params, z), x[:, None])
-            log_q = (-0.5 * ((z - mu[:, None]) / sigma[:, None]).square() - sigma[:, None].log()
-                     - 0.5 * _LOG_2PI).sum(-1)
-            objective = _loo_surrogate(ll, log_q)
+            ll = vm.bernoulli_log_likelihood(_decode(params, z), x[:, None])
+            log_q = vm._gaussian_log_q(z, mu[:, None], sigma[:, None])
+            objective = vm._score_surrogate(ll, log_q, loo=True, dim=1)
     return -(objective.mean(1) - kl).mean(1).sum()
 
 
@@ -234,23 +219,23 @@ def stacked_gaussian_elbo(params: dict, x: torch.Tensor, n_samples: int = 100,
     k = params["encoder.0.w"].shape[0]
     s = check_positive_int("n_samples", n_samples)
     xs = x.expand(k, *x.shape)
-    mu, pre = _mlp(params, "encoder", xs).chunk(2, dim=-1)
-    sigma = F.softplus(pre) + 1e-4
+    mu, sigma = _gaussian_encode(params, xs)
     eps = randn((k, s) + tuple(mu.shape[1:]), generator=generator, device=x.device, dtype=x.dtype)
     z = mu[:, None] + sigma[:, None] * eps
-    ll = vae.bernoulli_log_likelihood(_decode(params, z), xs[:, None])
-    return ll.mean(1) - vae.gaussian_kl(mu, sigma)
+    ll = vm.bernoulli_log_likelihood(_decode(params, z), xs[:, None])
+    return ll.mean(1) - vm.gaussian_kl(mu, sigma)
 
 
 def encoder_gradient_samples(model, x: torch.Tensor, source: str, *, n_repeats: int = 100,
                              n_samples: int = 4, temperature: float = 1.0) -> torch.Tensor:
     r"""``n_repeats`` independent estimates of ``model``'s encoder gradient, in one backward pass.
 
-    The vectorised equivalent of :func:`companion.experiments.vae.encoder_gradients`: ``n_repeats``
-    copies of ``model`` are stacked, each sees ``x`` with its own noise, and row :math:`r`
-    of the result is copy :math:`r`'s gradient of minus the batch-mean ELBO surrogate,
-    flattened in the order of ``model.encoder.parameters()``. ``source="exact"`` gives
-    ``n_repeats`` identical rows equal to :func:`companion.experiments.vae.exact_encoder_gradient`.
+    The vectorised equivalent of :func:`companion.experiments.vae_models.encoder_gradients`:
+    ``n_repeats`` copies of ``model`` are stacked, each sees ``x`` with its own noise, and row
+    :math:`r` of the result is copy :math:`r`'s gradient of minus the batch-mean ELBO
+    surrogate, flattened in the order of ``model.encoder.parameters()``. ``source="exact"``
+    gives ``n_repeats`` identical rows equal to
+    :func:`companion.experiments.vae_models.exact_encoder_gradient`.
 
     Returns:
         Tensor ``(n_repeats, n_encoder_parameters)``.
@@ -343,7 +328,7 @@ def train_stacked(params: dict, x_train: torch.Tensor, source: str, *, n_epochs:
     for epoch in range(1, n_epochs + 1):
         order = torch.stack([torch.randperm(n) for _ in range(k)]).to(device)
         for start in range(0, n, batch_size):
-            tau = vae.temperature_schedule(step, n_steps, *temperature)
+            tau = temperature_schedule(step, n_steps, *temperature)
             batch = x_train[order[:, start:start + batch_size]]  # (k, b, n_pixels)
             loss = stacked_loss(params, batch, source, n_samples=n_samples, temperature=tau)
             optimizer.zero_grad(set_to_none=True)
