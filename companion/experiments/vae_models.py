@@ -47,6 +47,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from companion.estimators import loo_baseline
 from companion.gumbel import gumbel_max, gumbel_softmax
 from companion.reparam import gaussian
 from companion.validation import check_finite, check_positive_int, check_tensor
@@ -251,22 +252,12 @@ def _check_temperature(temperature) -> float:
     return float(temperature)
 
 
-def _loo_baseline(values: torch.Tensor, dim: int = 0) -> torch.Tensor:
-    r"""Leave-one-out means :math:`b_s = \frac{1}{S-1}\sum_{t \ne s} v_t` along ``dim``.
-
-    The arithmetic of :func:`companion.estimators.score_function`'s ``baseline="loo"``
-    (which has no callable helper), along any dimension.
-    """
-    n = values.shape[dim]
-    return (values.sum(dim, keepdim=True) - values) / (n - 1)
-
-
 def _score_surrogate(ll: torch.Tensor, log_q: torch.Tensor, loo: bool, dim: int = 0) -> torch.Tensor:
     """``ll + sg(ll - b) log_q``, samples along ``dim``: its value is ``ll``, its encoder gradient
     the score-function estimate (``b`` the leave-one-out baseline if ``loo``, else 0)."""
     signal = ll.detach()
     if loo:
-        signal = signal - _loo_baseline(signal, dim)
+        signal = signal - loo_baseline(signal, dim)
     return ll + signal * log_q - (signal * log_q).detach()
 
 
