@@ -375,16 +375,16 @@ def bench_multisample(device: torch.device, n: int, rounds: int) -> None:
 def bench_efficiency(device: torch.device, n: int) -> None:
     """Chapter 6's table: variance x time per sample of each estimator on each problem."""
     try:
-        from companion.experiments import comparison
+        from companion.experiments import comparison, comparison_report
     except ImportError as err:  # the module arrives with chapter 6
         print(f"\nEstimator efficiency: skipped ({err})")
         return
     print(f"\nEstimator efficiency on {device} (companion.experiments.comparison, {n:.0e} samples each)")
     table = comparison.compare_all(n_samples=n, device=device)
-    print(comparison.format_table(table))
+    print(comparison_report.format_table(table))
     for m in table:
         if m.applicable:
-            ROWS.append({"section": "efficiency", "case": f"{m.problem}: {m.estimator}", "size": m.n_samples,
+            ROWS.append({"section": "efficiency", "case": f"{m.problem}: {m.estimator.label}", "size": m.n_samples,
                          "device": str(device), "companion_s": m.time_per_sample, "bias": m.bias,
                          "bias_se": m.bias_se, "variance": m.variance, "variance_x_time": m.variance_time,
                          "note": m.reason})

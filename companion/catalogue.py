@@ -19,7 +19,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["Entry", "ENTRIES", "entries", "get", "names", "markdown_table", "COLUMNS", "TABLES"]
+__all__ = ["Entry", "ENTRIES", "entries", "get", "by_key", "label", "short_label", "names",
+           "markdown_table", "COLUMNS", "TABLES"]
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,9 @@ class Entry:
         name: canonical name, the library function's name.
         variant: the option that selects this estimator among the function's
             (``"baseline='loo'"``, ``"reparam"``), or ``""``.
+        label: how prose, legends and tables name it (``"score function + LOO
+            baseline"``); :func:`label` reads it.
+        short: a few characters for narrow tables (``"SF+LOO"``); :func:`short_label`.
         formula: the per-sample estimate :math:`\hat g_i` in LaTeX, without a
             vertical bar (the table's cell separator; use the lvert and rvert
             commands for absolute values).
@@ -44,6 +48,8 @@ class Entry:
 
     name: str
     variant: str
+    label: str
+    short: str
     formula: str
     unbiased: bool
     unbiased_note: str
@@ -64,6 +70,7 @@ _SCORE = r"\nabla_\theta \log p_\theta(x_i)"
 ENTRIES: tuple[Entry, ...] = (
     Entry(
         name="score_function", variant="",
+        label="score function", short="SF",
         formula=rf"$f(x_i)\,{_SCORE}$",
         unbiased=True, unbiased_note="",
         needs_f="values only: any $f$, even discontinuous or a black box",
@@ -74,6 +81,7 @@ ENTRIES: tuple[Entry, ...] = (
     ),
     Entry(
         name="score_function", variant="baseline=b",
+        label="score function + baseline", short="SF+b",
         formula=rf"$(f(x_i) - b)\,{_SCORE}$",
         unbiased=True, unbiased_note="if $b$ does not depend on $x_i$",
         needs_f="values only",
@@ -84,6 +92,7 @@ ENTRIES: tuple[Entry, ...] = (
     ),
     Entry(
         name="score_function", variant="baseline='loo'",
+        label="score function + LOO baseline", short="SF+LOO",
         formula=rf"$\bigl(f(x_i) - \frac{{1}}{{N-1}}\sum_{{j \ne i}} f(x_j)\bigr)\,{_SCORE}$",
         unbiased=True, unbiased_note="",
         needs_f="values only",
@@ -94,6 +103,7 @@ ENTRIES: tuple[Entry, ...] = (
     ),
     Entry(
         name="pathwise", variant="",
+        label="pathwise", short="PW",
         formula=r"$\nabla_\theta f(g_\theta(\varepsilon_i))$",
         unbiased=True, unbiased_note="if $f$ is differentiable (not only almost everywhere)",
         needs_f="a derivative that carries information",
@@ -104,6 +114,7 @@ ENTRIES: tuple[Entry, ...] = (
     ),
     Entry(
         name="measure_valued", variant="",
+        label="measure-valued", short="MV",
         formula=r"$c_\theta\,\bigl(f(x_i^{+}) - f(x_i^{-})\bigr)$, "
                 r"$x_i^{\pm} \sim p_\theta^{\pm}$",
         unbiased=True, unbiased_note="",
@@ -115,6 +126,7 @@ ENTRIES: tuple[Entry, ...] = (
     ),
     Entry(
         name="gumbel_softmax", variant="",
+        label="Gumbel-softmax", short="GS",
         formula=r"$\nabla_\theta h\bigl(\operatorname{softmax}((\theta + g_i)/\tau)\bigr)$",
         unbiased=False, unbiased_note="biased at every $\\tau > 0$",
         needs_f=r"$h$ defined and differentiable on the simplex (relaxed inputs)",
@@ -125,6 +137,7 @@ ENTRIES: tuple[Entry, ...] = (
     ),
     Entry(
         name="straight_through", variant="",
+        label="straight-through", short="ST",
         formula=r"$(\partial_\theta y_i)^{\top} \nabla h(D_i)$, "
                 r"$y_i = \operatorname{softmax}((\theta + g_i)/\tau)$, "
                 r"$D_i$ the one-hot of $\arg\max y_i$",
@@ -137,6 +150,7 @@ ENTRIES: tuple[Entry, ...] = (
     ),
     Entry(
         name="arm", variant="",
+        label="ARM", short="ARM",
         formula=r"$\bigl(f(\mathbf 1[u_i > \sigma(-\phi)]) - f(\mathbf 1[u_i < \sigma(\phi)])\bigr)"
                 r"(u_i - \tfrac12)$",
         unbiased=True, unbiased_note="",
@@ -148,6 +162,7 @@ ENTRIES: tuple[Entry, ...] = (
     ),
     Entry(
         name="disarm", variant="",
+        label="DisARM", short="DisARM",
         formula=r"$\tfrac12\bigl(f(b_i) - f(\tilde b_i)\bigr)(-1)^{\tilde b_i}"
                 r"\mathbf 1[b_i \ne \tilde b_i]\,\sigma(\lvert\phi\rvert)$",
         unbiased=True, unbiased_note="",
@@ -159,6 +174,7 @@ ENTRIES: tuple[Entry, ...] = (
     ),
     Entry(
         name="rebar", variant="",
+        label="REBAR", short="REBAR",
         formula=r"$\bigl(f(b_i) - \eta f(\sigma_\lambda(\tilde z_i))\bigr)\,"
                 r"\nabla_\theta \log p_\theta(b_i) + \eta\,\nabla_\theta f(\sigma_\lambda(z_i))"
                 r" - \eta\,\nabla_\theta f(\sigma_\lambda(\tilde z_i))$",
@@ -171,6 +187,7 @@ ENTRIES: tuple[Entry, ...] = (
     ),
     Entry(
         name="relax", variant="",
+        label="RELAX", short="RELAX",
         formula=r"$\bigl(f(b_i) - c_\psi(\tilde z_i)\bigr)\,\nabla_\theta \log p_\theta(b_i)"
                 r" + \nabla_\theta c_\psi(z_i) - \nabla_\theta c_\psi(\tilde z_i)$",
         unbiased=True, unbiased_note="",
@@ -182,6 +199,7 @@ ENTRIES: tuple[Entry, ...] = (
     ),
     Entry(
         name="gumbel_rao", variant="",
+        label="Gumbel-Rao", short="GR",
         formula=r"$\bigl(\frac1K\sum_{k=1}^K \partial_\theta y_i^{(k)}\bigr)^{\top}"
                 r" \nabla h(D_i)$, $y_i^{(k)}$ relaxed samples from Gumbel noise "
                 r"$g_i^{(k)}$ drawn given $D_i$",
@@ -194,6 +212,7 @@ ENTRIES: tuple[Entry, ...] = (
     ),
     Entry(
         name="elbo_gradient", variant="reparam",
+        label="IWAE, reparameterized", short="IWAE",
         formula=r"$\nabla_\phi \log \frac1k \sum_{j=1}^k w_j$, "
                 r"$w_j = \frac{p(x, z_j)}{q_\phi(z_j \mid x)}$, $z_j = g_\phi(\varepsilon_j)$",
         unbiased=True, unbiased_note="for the IWAE bound's gradient",
@@ -205,6 +224,7 @@ ENTRIES: tuple[Entry, ...] = (
     ),
     Entry(
         name="elbo_gradient", variant="stl",
+        label="IWAE, sticking the landing", short="STL",
         formula=r"as `reparam`, with $\log q_\phi$'s direct $\phi$-dependence stopped",
         unbiased=False, unbiased_note="unbiased for $k = 1$ only",
         needs_f=r"$\log p(x, z)$ differentiable in $z$",
@@ -215,6 +235,7 @@ ENTRIES: tuple[Entry, ...] = (
     ),
     Entry(
         name="elbo_gradient", variant="dreg",
+        label="IWAE, doubly reparameterized (DReG)", short="DReG",
         formula=r"$\sum_j \tilde w_j^2\, \frac{\partial \log w_j}{\partial z_j}"
                 r"\frac{\partial z_j}{\partial \phi}$, $\tilde w_j = w_j / \sum_l w_l$",
         unbiased=True, unbiased_note="for the IWAE bound's encoder gradient",
@@ -226,6 +247,7 @@ ENTRIES: tuple[Entry, ...] = (
     ),
     Entry(
         name="elbo_gradient", variant="score",
+        label="IWAE, score function (VIMCO)", short="VIMCO",
         formula=r"VIMCO: $\sum_j \bigl(\hat L - \hat L_{-j}\bigr)\,"
                 r"\nabla_\phi \log q_\phi(z_j \mid x)$ + the weights' term",
         unbiased=True, unbiased_note="",
@@ -276,6 +298,33 @@ def get(name: str, variant: str = "") -> Entry:
             return entry
     known = ", ".join(e.key for e in ENTRIES)
     raise KeyError(f"no estimator {name!r} with variant {variant!r}; known: {known}")
+
+
+def by_key(key: str) -> Entry:
+    """The entry whose :attr:`Entry.key` is ``key`` (``"score_function[baseline='loo']"``).
+
+    Raises:
+        TypeError: ``key`` is not a str.
+        KeyError: naming the key and the known keys, if it is not catalogued.
+    """
+    if not isinstance(key, str):
+        raise TypeError(f"key must be a str, got {key!r} of type {type(key).__name__}")
+    for entry in ENTRIES:
+        if entry.key == key:
+            return entry
+    known = ", ".join(e.key for e in ENTRIES)
+    raise KeyError(f"no estimator with key {key!r}; known: {known}")
+
+
+def label(key: str) -> str:
+    """The display name of the estimator ``key`` (``"score function + LOO baseline"``):
+    the one place prose, legends and tables take it from."""
+    return by_key(key).label
+
+
+def short_label(key: str) -> str:
+    """The short name of the estimator ``key`` for narrow tables (``"SF+LOO"``)."""
+    return by_key(key).short
 
 
 def _cell(text: str) -> str:

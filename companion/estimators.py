@@ -40,7 +40,7 @@ from torch.func import grad, jacfwd, vmap
 from companion import validation
 from companion.validation import _show, check_finite, check_positive_int, check_tensor
 
-__all__ = ["score_function", "pathwise", "Baseline"]
+__all__ = ["score_function", "pathwise", "loo_baseline", "Baseline"]
 
 Baseline = Union[None, float, int, str]
 
@@ -152,22 +152,42 @@ def _raise_non_finite_rows(out: torch.Tensor, x: torch.Tensor, n: int, what: str
     )
 
 
-def _check_baseline(baseline, n_samples: int):
+def check_baseline(baseline, n_samples: int, named: tuple[str, ...] = ("loo",)):
+    """The one check of a score-function baseline: ``None``, a finite number (returned
+    as a float), or one of the ``named`` baselines (``"loo"`` needs ``n_samples >= 2``).
+
+    Chapter code that offers more named baselines (a running mean, say) passes them in
+    ``named``, so every baseline argument of the package is checked the same way.
+    """
     if baseline is None:
         return None
+    allowed = "None, a number or " + " or ".join(repr(b) for b in named)
     if isinstance(baseline, str):
-        if baseline != "loo":
-            raise ValueError(f"baseline must be None, a number or 'loo', got {baseline!r}")
-        if n_samples < 2:
+        if baseline not in named:
+            raise ValueError(f"baseline must be {allowed}, got {baseline!r}")
+        if baseline == "loo" and n_samples < 2:
             raise ValueError(f"baseline='loo' needs n_samples >= 2, got n_samples={n_samples}")
         return baseline
     if isinstance(baseline, bool) or not isinstance(baseline, numbers.Real):
-        raise TypeError(
-            f"baseline must be None, a number or 'loo', got {baseline!r} of type {type(baseline).__name__}"
-        )
+        raise TypeError(f"baseline must be {allowed}, got {baseline!r} of type {type(baseline).__name__}")
     if baseline != baseline or abs(baseline) == float("inf"):
         raise ValueError(f"baseline must be finite, got {baseline!r}")
     return float(baseline)
+
+
+def loo_baseline(values: torch.Tensor, dim: int = -1) -> torch.Tensor:
+    r"""The leave-one-out baselines :math:`b_i = \frac{1}{n-1}\sum_{j \ne i} f_j` of
+    ``values`` along ``dim`` (of size :math:`n \ge 2`), of ``values``' shape.
+
+    :math:`b_i` does not depend on sample :math:`i`, so subtracting it keeps the score
+    function unbiased. The one implementation in the package: :func:`score_function`
+    with ``baseline="loo"`` and the chapters' batched estimators use it.
+    """
+    values = check_tensor("values", values)
+    n = values.shape[dim] if values.dim() else 0
+    if n < 2:
+        raise ValueError(f"values must hold n >= 2 samples along dim={dim}, got shape {tuple(values.shape)}")
+    return (values.sum(dim, keepdim=True) - values) / (n - 1)
 
 
 def score_function(
@@ -215,7 +235,7 @@ def score_function(
         Tensor of shape ``(n_samples, *params.shape)`` on ``params``' device.
     """
     n = _check_common(f, dist_fn, params, n_samples)
-    baseline = _check_baseline(baseline, n)
+    baseline = check_baseline(baseline, n)
     chunk = DEFAULT_CHUNK_SIZE if chunk_size is None else check_positive_int("chunk_size", chunk_size)
     device = params.device
     theta = params.detach().to("cpu")
@@ -236,7 +256,7 @@ def score_function(
     if baseline is None:
         weights = values
     elif baseline == "loo":
-        weights = values - (values.sum() - values) / (n - 1)
+        weights = values - loo_baseline(values, 0)
     else:
         weights = values - baseline
     weights = weights.reshape((n,) + (1,) * params.dim())

@@ -134,6 +134,17 @@ def _check_temperature(temperature, logits: torch.Tensor, ct: torch.dtype) -> tu
     return tau, lo
 
 
+def check_temperature(temperature, logits: torch.Tensor) -> torch.Tensor:
+    """The package's one temperature check, as :func:`gumbel_softmax` applies it: a finite
+    number or tensor, every entry > 0, that broadcasts to ``logits``' shape without
+    enlarging it. Returns it as a tensor on ``logits``' device (float16 and bfloat16 in
+    float32, the compute dtype). For callers that take a temperature for a relaxation.
+    """
+    logits = check_tensor("logits", logits)
+    tau, _ = _check_temperature(temperature, logits, compute_dtype(logits.dtype))
+    return tau
+
+
 def _broadcasts(a: torch.Tensor, b: torch.Tensor) -> bool:
     try:
         torch.broadcast_shapes(a.shape, b.shape)

@@ -7,19 +7,16 @@ from __future__ import annotations
 
 import matplotlib as mpl
 
-__all__ = ["use_book_style", "ESTIMATOR_COLORS"]
+__all__ = ["use_book_style", "ESTIMATOR_COLORS", "REFERENCE_COLOR"]
 
-#: One colour per estimator, used by every chapter so a reader can follow them across figures.
+#: One colour per estimator, keyed by its canonical key (:attr:`companion.catalogue.Entry.key`:
+#: the library function's name, and ``name[variant]`` for a variant), used by every
+#: chapter so a reader can follow an estimator across figures. Display names come from
+#: :func:`companion.catalogue.label`, never from these keys.
 ESTIMATOR_COLORS = {
-    "score function": "#d62728",
-    "score function + baseline": "#ff7f0e",
-    "score function + LOO baseline": "#bcbd22",
-    "pathwise": "#1f77b4",
-    "Gumbel-softmax": "#2ca02c",
-    "straight-through": "#9467bd",
-    "closed form": "#333333",
-    # Canonical names (the library functions' names), for the chapters that use them.
     "score_function": "#d62728",
+    "score_function[baseline=b]": "#ff7f0e",
+    "score_function[baseline='loo']": "#bcbd22",
     "pathwise": "#1f77b4",
     "measure_valued": "#8c564b",
     "gumbel_softmax": "#2ca02c",
@@ -30,6 +27,10 @@ ESTIMATOR_COLORS = {
     "relax": "#ff9896",
     "gumbel_rao": "#98df8a",
 }
+
+#: The colour of a reference that is not an estimator: a closed form, the exact
+#: gradient, an optimum.
+REFERENCE_COLOR = "#333333"
 
 
 def use_book_style() -> None:

@@ -124,3 +124,38 @@ def test_get():
 def test_a_pipe_in_a_cell_is_refused():
     with pytest.raises(ValueError, match="no '|'"):
         catalogue._cell(r"$|x|$")
+
+
+def test_labels_are_derived_from_the_key_and_unique():
+    """Every entry has a display name and a short name, each unique, so that a table or a
+    legend that shows them can be read back to one estimator."""
+    entries = catalogue.entries()
+    for field in ("label", "short"):
+        values = [getattr(e, field) for e in entries]
+        assert all(v.strip() for v in values), f"empty {field}"
+        assert len(set(values)) == len(values), f"duplicate {field}s: {values}"
+    assert all(len(e.short) <= 6 for e in entries), "a short name must fit a 6-character column"
+    for e in entries:
+        assert catalogue.by_key(e.key) is e
+        assert catalogue.label(e.key) == e.label and catalogue.short_label(e.key) == e.short
+
+
+@pytest.mark.parametrize("key, label, short", [
+    ("score_function", "score function", "SF"),
+    ("score_function[baseline=b]", "score function + baseline", "SF+b"),
+    ("score_function[baseline='loo']", "score function + LOO baseline", "SF+LOO"),
+    ("pathwise", "pathwise", "PW"),
+    ("gumbel_softmax", "Gumbel-softmax", "GS"),
+    ("straight_through", "straight-through", "ST"),
+])
+def test_the_labels_the_book_prints(key, label, short):
+    assert (catalogue.label(key), catalogue.short_label(key)) == (label, short)
+
+
+def test_an_unknown_key_is_refused_by_name():
+    with pytest.raises(KeyError, match="no estimator with key 'reinforce'"):
+        catalogue.label("reinforce")
+    with pytest.raises(KeyError, match="score_function\\[baseline='loo'\\]"):
+        catalogue.short_label("score_function[loo]")
+    with pytest.raises(TypeError, match="key must be a str"):
+        catalogue.by_key(("score_function", ""))

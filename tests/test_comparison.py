@@ -16,8 +16,11 @@ import torch
 from scipy.stats import norm
 
 from companion.experiments import closed_forms, comparison
+from companion.experiments import comparison_report as report
 
 N = 20_000  # per seed
+GS01, GS05, GS1 = (comparison.Estimator("gumbel_softmax", t) for t in (0.1, 0.5, 1.0))
+ST1 = comparison.Estimator("straight_through", 1.0)
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
@@ -49,7 +52,7 @@ def test_problems_are_the_chapters_problems(problems):
 
 @pytest.mark.parametrize("key", ["quadratic", "exp", "cos", "exponential", "categorical", "step"])
 @pytest.mark.parametrize(
-    "estimator", ["score function", "score function + baseline", "score function + LOO baseline", "pathwise"]
+    "estimator", ["score_function", "score_function[baseline=b]", "score_function[baseline='loo']", "pathwise"]
 )
 def test_unbiased_estimators_have_no_significant_bias(problems, key, estimator):
     """The score function (any baseline independent of the sample) is unbiased everywhere;
@@ -67,26 +70,26 @@ def test_unbiased_estimators_have_no_significant_bias(problems, key, estimator):
 
 
 @pytest.mark.parametrize("key", ["quadratic", "exp", "cos"])
-@pytest.mark.parametrize("estimator", ["pathwise", "score function"])
+@pytest.mark.parametrize("estimator", ["pathwise", "score_function"])
 def test_gaussian_variance_matches_closed_form(problems, key, estimator):
     """tr Sigma = V[g_mu] + V[g_sigma]. The exact per-coordinate variances come from
     closed_forms.gaussian_estimator_variance (for (x-k)^2 expanded in the moments
     E eps^(2m) = 1, 1, 3, 15, 105; otherwise by quadrature of E[g^2] - (E g)^2). The sum of
     two sample variances has standard error at most SE_mu + SE_sigma; allow 5 of them."""
     k = {"quadratic": 2.0, "exp": 1.0, "cos": 3.0}[key]
-    name = "pathwise" if estimator == "pathwise" else "score_function"
+    name = estimator
     exact = sum(closed_forms.gaussian_estimator_variance(key, name, k, 1.0, 1.0))
     se = sum(closed_forms.gaussian_variance_standard_error(key, name, k, 1.0, 1.0, n_samples=N))
     m = comparison.measure(problems[key], estimator, N, repeats=1, seeds=[2], time_samples=100)
     assert m.variance == pytest.approx(exact, abs=5 * se)
 
 
-@pytest.mark.parametrize("estimator", ["pathwise", "score function"])
+@pytest.mark.parametrize("estimator", ["pathwise", "score_function"])
 def test_exponential_variance_matches_closed_form(problems, estimator):
     """z = -log(u)/lambda, f = (z-1)^2 at lambda = 1: pathwise -2(z-1)z/lambda and score
     (z-1)^2(1/lambda - z) are polynomials in z, so with E z^n = n!/lambda^n their variances
     are exact (closed_forms.exponential_estimator_variance); tolerance 5 standard errors."""
-    name = "pathwise" if estimator == "pathwise" else "score_function"
+    name = estimator
     exact = closed_forms.exponential_estimator_variance(name, 1.0, 1.0)
     se = closed_forms.exponential_variance_standard_error(name, 1.0, 1.0, n_samples=N)
     m = comparison.measure(problems["exponential"], estimator, N, repeats=1, seeds=[3], time_samples=100)
@@ -106,7 +109,7 @@ def test_pathwise_on_a_step_function_is_zero_and_biased(problems):
     assert math.isinf(comparison.time_to_accuracy(m, 0.5))
 
 
-@pytest.mark.parametrize("estimator", ["Gumbel-softmax τ=1", "straight-through τ=1"])
+@pytest.mark.parametrize("estimator", [GS1, ST1])
 def test_relaxations_are_detectably_biased_at_temperature_one(problems, estimator):
     """At tau = 1 both estimate the gradient of the relaxed objective E[h(softmax((theta+g)/tau))],
     not of sum_k p_k h(e_k): h = |y - t|^2 is not linear, so the bias is well above 5 standard
@@ -120,29 +123,41 @@ def test_lower_temperature_trades_bias_for_variance(problems):
     """The relaxed gradient's variance grows like 1/tau^2 as tau -> 0 (the softmax Jacobian
     carries 1/tau), so at tau = 0.1 it is much larger than at tau = 1."""
     p = problems["categorical"]
-    cold = comparison.measure(p, "Gumbel-softmax τ=0.1", N, repeats=1, seeds=[5], time_samples=100)
-    warm = comparison.measure(p, "Gumbel-softmax τ=1", N, repeats=1, seeds=[5], time_samples=100)
+    cold = comparison.measure(p, GS01, N, repeats=1, seeds=[5], time_samples=100)
+    warm = comparison.measure(p, GS1, N, repeats=1, seeds=[5], time_samples=100)
     assert cold.variance > 5 * warm.variance
 
 
 def test_inapplicable_combinations(problems):
     cat, quad = problems["categorical"], problems["quadratic"]
     assert comparison.applicability(cat, "pathwise")[0] is False
-    assert comparison.applicability(quad, "Gumbel-softmax τ=0.5")[0] is False
+    assert comparison.applicability(quad, GS05)[0] is False
     with pytest.raises(ValueError, match="does not apply"):
         comparison.estimate(cat, "pathwise", 10)
-    m = comparison.measure(quad, "straight-through τ=1", 10)
+    m = comparison.measure(quad, ST1, 10)
     assert not m.applicable and "categorical" in m.reason
     assert math.isnan(m.variance) and math.isnan(m.time_per_sample)
 
 
 def test_measurement_fields(problems):
+    """The pooled fields are the statistics of all seeds' samples: the variance within 5
+    standard errors of the closed form (pathwise on the quadratic), each seed's variance
+    within 5 of its own (fewer samples), the bias unresolved; the derived fields are what
+    their definitions say."""
     m = comparison.measure(problems["quadratic"], "pathwise", 500, repeats=2, seeds=[0, 1, 2], time_samples=200)
-    assert m.time_per_sample > 0 and math.isfinite(m.time_per_sample)
-    assert m.variance_time == pytest.approx(m.variance * m.time_per_sample, rel=1e-12)
     assert m.n_samples == 500 and m.n_seeds == 3 and len(m.seed_variances) == 3
     assert m.stats.n_samples == 1500
+    exact = sum(closed_forms.gaussian_estimator_variance("quadratic", "pathwise", 2.0, 1.0, 1.0))
+    se = sum(closed_forms.gaussian_variance_standard_error("quadratic", "pathwise", 2.0, 1.0, 1.0,
+                                                              n_samples=1500))
+    assert abs(m.variance - exact) < 5 * se, (m.variance, exact, se)
+    se_seed = se * math.sqrt(3)
+    assert all(abs(v - exact) < 5 * se_seed for v in m.seed_variances), m.seed_variances
+    assert not m.resolved and not m.biased and m.bias_se == pytest.approx(math.sqrt(m.variance / 1500))
+    assert m.time_per_sample > 0 and math.isfinite(m.time_per_sample)
+    assert m.variance_time == pytest.approx(m.variance * m.time_per_sample, rel=1e-12)
     assert m.mse(10) == pytest.approx(max(m.bias_sq, 0) + m.variance / 10)
+    assert m.estimator == comparison.Estimator("pathwise")
 
 
 def test_time_to_accuracy_is_a_time():
@@ -159,13 +174,13 @@ def test_time_to_accuracy_is_a_time():
 
 def test_mse_table_and_seed_ratio():
     results = comparison.compare_all(n_samples=200, repeats=1, seeds=[0, 1], time_samples=50)
-    text = comparison.format_mse_table(results, "categorical", (1, 100))
+    text = report.format_mse_table(results, "categorical", (1, 100))
     assert len(text.splitlines()) == 2 + 7 and max(len(x) for x in text.splitlines()) <= 76
-    ratio, lo, hi = comparison.seed_ratio(results, "quadratic", "score function", "pathwise")
+    ratio, lo, hi = comparison.seed_ratio(results, "quadratic", "score_function", "pathwise")
     assert lo <= ratio * 1.5 and hi >= ratio / 1.5 and lo <= hi
     with pytest.raises(ValueError, match="both apply"):
-        comparison.seed_ratio(results, "categorical", "pathwise", "score function")
-    times = comparison.format_time_table(results)
+        comparison.seed_ratio(results, "categorical", "pathwise", "score_function")
+    times = report.format_time_table(results)
     assert "never (bias)" in times
 
 
@@ -188,7 +203,7 @@ def test_compare_all_order_and_table():
     results = comparison.compare_all(n_samples=50, repeats=1, seeds=[0], time_samples=50)
     keys = [p.key for p in comparison.problems()]
     assert [(m.problem, m.estimator) for m in results] == [(k, e) for k in keys for e in comparison.ESTIMATORS]
-    text = comparison.format_table(results)
+    text = report.format_table(results)
     assert len(text.splitlines()) == 2 + len(results)
     assert text.count("n/a") == sum(not m.applicable for m in results)
 
@@ -199,15 +214,23 @@ def test_format_time_is_masked_by_the_sanitizer():
     block = cfg.split("[timings]")[1]
     pattern = re.search(r"regex: (.*)", block).group(1)
     for seconds in (3e-9, 4.56e-7, 1.2e-4, 0.05, 2.0):
-        text = comparison.format_time(seconds)
+        text = report.format_time(seconds)
         assert re.fullmatch(pattern, text), text
-    assert comparison.format_time(float("nan")) == "-"
+    assert report.format_time(float("nan")) == "-"
 
 
 def test_bad_input(problems):
     p = problems["quadratic"]
-    with pytest.raises(ValueError, match="estimator must be one of"):
+    with pytest.raises(ValueError, match="key must be a key of companion.catalogue, got 'reinforce'"):
         comparison.measure(p, "reinforce", 100)
+    with pytest.raises(ValueError, match="estimator must be one of"):
+        comparison.measure(p, comparison.Estimator("gumbel_softmax", 0.3), 100)
+    with pytest.raises(ValueError, match="temperature must be given"):
+        comparison.measure(p, "gumbel_softmax", 100)
+    with pytest.raises(ValueError, match="temperature must be a finite number > 0"):
+        comparison.Estimator("straight_through", -1.0)
+    with pytest.raises(TypeError, match="estimator must be a comparison.Estimator"):
+        comparison.measure(p, ("pathwise", None), 100)
     with pytest.raises(ValueError, match="n_samples"):
         comparison.estimate(p, "pathwise", 1)
     with pytest.raises(TypeError, match="n_samples"):
@@ -219,7 +242,7 @@ def test_bad_input(problems):
     with pytest.raises(TypeError, match="mu"):
         comparison.step_gradient("a", 1.0)
     with pytest.raises(TypeError, match="results"):
-        comparison.format_table([1])
+        report.format_table([1])
     with pytest.raises(TypeError, match="seeds"):
         comparison.measure(p, "pathwise", 100, seeds=5)
     with pytest.raises(ValueError, match="seeds"):
@@ -231,9 +254,9 @@ def test_bad_input(problems):
 def test_tables_fit_the_book_column():
     """The book shows about 80 characters of code output; both tables must fit."""
     results = comparison.compare_all(n_samples=50, repeats=1, seeds=[0], time_samples=50)
-    table = comparison.format_table([m for m in results if m.applicable])
+    table = report.format_table([m for m in results if m.applicable])
     assert max(len(line) for line in table.splitlines()) <= 76
-    matrix = comparison.format_applicability(comparison.problems())
+    matrix = report.format_applicability(comparison.problems())
     lines = matrix.splitlines()
     assert len(lines) == 1 + len(comparison.problems())
     assert max(len(line) for line in lines) <= 80
@@ -244,6 +267,42 @@ def test_variance_checks_rows():
     results = comparison.compare_all(n_samples=200, repeats=1, seeds=[0], time_samples=50)
     rows = comparison.variance_checks(results)
     assert [(r[0], r[1]) for r in rows] == [
-        (k, e) for k in ("quadratic", "exp", "cos", "exponential") for e in ("score function", "pathwise")
+        (k, e) for k in ("quadratic", "exp", "cos", "exponential") for e in ("score_function", "pathwise")
     ]
     assert all(se > 0 and exact > 0 for _, _, _, exact, se in rows)
+
+
+def test_estimators_are_named_by_the_catalogue_and_print_as_before():
+    """The comparison's estimators are canonical keys with a temperature apart; their
+    display and short names are derived from companion.catalogue, and read as chapter 8
+    prints them."""
+    shown = [(e.short, e.label) for e in comparison.ESTIMATORS]
+    assert shown == [
+        ("SF", "score function"), ("SF+b", "score function + baseline"),
+        ("SF+LOO", "score function + LOO baseline"), ("PW", "pathwise"),
+        ("GS.1", "Gumbel-softmax τ=0.1"), ("GS.5", "Gumbel-softmax τ=0.5"),
+        ("GS1", "Gumbel-softmax τ=1"), ("ST1", "straight-through τ=1"),
+    ]
+    assert comparison.lookup(comparison.compare_all(n_samples=20, repeats=1, seeds=[0], time_samples=20),
+                             "step", "score_function[baseline='loo']").estimator.short == "SF+LOO"
+
+
+def test_the_bar_figure_has_one_bar_per_applicable_measurement():
+    """Bars in the canonical colours, labelled by display name; a zero variance (pathwise
+    on the step) is a marker, not a bar."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from companion.plotting import ESTIMATOR_COLORS
+
+    results = comparison.compare_all(n_samples=50, repeats=1, seeds=[0, 1], time_samples=20)
+    fig, ax = plt.subplots()
+    report.plot_measurements(results, "variance", ax)
+    bars = ax.patches
+    zero = sum(m.applicable and m.variance == 0 for m in results)
+    assert len(bars) == sum(m.applicable for m in results) - zero
+    labels = set(ax.get_legend_handles_labels()[1])
+    assert labels == {e.label for e in comparison.ESTIMATORS}
+    colours = {matplotlib.colors.to_hex(b.get_facecolor()[:3]) for b in bars}
+    assert colours == {ESTIMATOR_COLORS[e.key] for e in comparison.ESTIMATORS}
+    plt.close(fig)

@@ -33,3 +33,17 @@ def test_rows_can_be_added_and_pipes_are_escaped():
     assert text.splitlines()[-1] == "| any | no `log_prob` | **measure-valued** | a\\|b 2.2 | chapter 5 |"
     with pytest.raises(TypeError, match="Row"):
         D.render(["row"], {})
+
+
+def test_recommended_estimators_are_named_by_the_catalogue():
+    """A recommendation names its estimator as companion.catalogue.label does, so the
+    table and the rest of the book cannot drift apart."""
+    import re
+
+    from companion import catalogue
+
+    labels = {e.label for e in catalogue.entries()}
+    named = [re.match(r"\*\*(.+?)\*\*", row.use).group(1) for row in D.ROWS]
+    estimators = [n for n in named if n != "measure both"]
+    assert len(estimators) == len(D.ROWS) - 1
+    assert set(estimators) <= labels, set(estimators) - labels

@@ -607,3 +607,34 @@ def test_chunking_gives_identical_results(dist_fn, params, f, baseline):
         )
     with _raises(ValueError, "chunk_size"):
         score_function(f, dist_fn, params, 10, chunk_size=0)
+
+
+def test_loo_baseline_is_the_mean_of_the_others():
+    """b_i = (sum_j f_j - f_i) / (n - 1), along any dimension; fewer than 2 values is refused."""
+    from companion.estimators import loo_baseline
+
+    f = torch.tensor([[1.0, 2.0, 6.0], [0.0, 3.0, 3.0]], dtype=torch.float64)
+    torch.testing.assert_close(loo_baseline(f), torch.tensor([[4.0, 3.5, 1.5], [3.0, 1.5, 1.5]],
+                                                             dtype=torch.float64))
+    torch.testing.assert_close(loo_baseline(f, 0), f.flip(0))
+    with pytest.raises(ValueError, match="n >= 2"):
+        loo_baseline(torch.ones(1))
+    with pytest.raises(TypeError, match="values"):
+        loo_baseline([1.0, 2.0])
+
+
+def test_check_baseline_is_the_one_baseline_check():
+    """None, a finite number (as a float) or a named baseline; chapter code names its own."""
+    from companion.estimators import check_baseline
+
+    assert check_baseline(None, 1) is None and check_baseline(2, 1) == 2.0
+    assert check_baseline("loo", 2) == "loo"
+    assert check_baseline("mean", 1, named=("loo", "mean")) == "mean"
+    with pytest.raises(ValueError, match="baseline must be None, a number or 'loo', got 'mean'"):
+        check_baseline("mean", 5)
+    with pytest.raises(ValueError, match="n_samples >= 2"):
+        check_baseline("loo", 1)
+    with pytest.raises(TypeError, match="baseline"):
+        check_baseline(True, 5)
+    with pytest.raises(ValueError, match="finite"):
+        check_baseline(float("nan"), 5)

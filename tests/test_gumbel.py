@@ -475,3 +475,18 @@ def test_noise_arguments_are_checked(fn):
     with _raises(ValueError, "device", "'nonsense'"):
         fn(3, device="nonsense")
     assert fn(torch.Size([2, 0])).shape == (2, 0)
+
+
+def test_check_temperature_is_gumbel_softmaxs():
+    """The public check accepts what gumbel_softmax accepts and refuses what it refuses,
+    with the same message."""
+    logits = torch.zeros(4, 3)
+    assert float(G.check_temperature(0.5, logits)) == 0.5
+    assert G.check_temperature(torch.full((4, 1), 2.0), logits).shape == (4, 1)
+    for bad, error in ((0.0, ValueError), (-1.0, ValueError), (math.nan, ValueError),
+                       (True, TypeError), (torch.ones(2), ValueError)):
+        with pytest.raises(error, match="temperature") as mine:
+            G.check_temperature(bad, logits)
+        with pytest.raises(error) as theirs:
+            G.gumbel_softmax(logits, bad)
+        assert str(mine.value) == str(theirs.value)

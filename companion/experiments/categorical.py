@@ -13,15 +13,17 @@ is evaluated at the one-hot vector :math:`e_k` of a category :math:`k \sim p`:
 
 With only :math:`K` categories the expectation is a finite sum, so its gradient is
 exact (:func:`exact_gradient`), and every estimator can be judged by its bias and
-variance against it (:func:`bias_variance`).
+variance against it (:func:`companion.stats.bias_estimate`).
 
-The estimators all return **per-sample gradient estimates**, shape
-``(n_samples, K)``, like :mod:`companion.estimators`:
+The estimators are named by their canonical names (:mod:`companion.catalogue`) and all
+return **per-sample gradient estimates**, shape ``(n_samples, K)``, like
+:mod:`companion.estimators`:
 
-* :func:`reinforce`: the score function, unbiased, with or without a baseline.
-* :func:`relaxed`: the Gumbel-softmax (Concrete) pathwise gradient of the *relaxed*
-  objective :math:`\mathbb E[h(y)]`, :math:`y = \operatorname{softmax}((\theta+g)/\tau)`;
-  biased for :math:`\tau > 0`.
+* :func:`score_function`: unbiased, with or without a baseline (a thin wrapper of
+  :func:`companion.estimators.score_function`).
+* :func:`gumbel_softmax`: the Gumbel-softmax (Concrete) pathwise gradient of the
+  *relaxed* objective :math:`\mathbb E[h(y)]`,
+  :math:`y = \operatorname{softmax}((\theta+g)/\tau)`; biased for :math:`\tau > 0`.
 * :func:`straight_through`: one-hot forward, soft backward (``hard=True``); biased.
 
 All noise is drawn on the CPU from torch's global generator (seed it with
@@ -32,41 +34,41 @@ device.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Callable
 
 import torch
 from torch.distributions import Categorical
 
 from companion import estimators
-from companion.gumbel import gumbel, gumbel_softmax
-from companion.validation import as_tensor, check_choice, check_finite, check_positive, check_positive_int, check_tensor
+from companion import gumbel as _gumbel
+from companion.validation import check_finite, check_positive_int, check_tensor
 
 __all__ = [
     "quadratic",
     "linear",
     "category_values",
     "objective",
+    "expectation_gradient",
     "exact_gradient",
     "inverse_cdf_category",
     "concrete_log_prob",
-    "reinforce",
-    "relaxed",
+    "score_function",
+    "gumbel_softmax",
     "straight_through",
-    "BiasVariance",
-    "bias_variance",
     "anneal",
-    "minimize",
 ]
 
 Objective = Callable[[torch.Tensor], torch.Tensor]
 
 
 # ----------------------------------------------------------------------------- checks
-def _check_logits(logits) -> torch.Tensor:
+def _check_logits(logits, *, batched: bool = False) -> torch.Tensor:
+    """Finite floating logits over K >= 2 categories: shape ``(K,)``, or ``(..., K)`` if
+    ``batched`` (rows of independent problems)."""
     logits = check_tensor("logits", logits)
-    if logits.dim() != 1 or logits.shape[0] < 2:
-        raise ValueError(f"logits must be a 1-d tensor of K >= 2 categories, got shape {tuple(logits.shape)}")
+    if (logits.dim() != 1 and not batched) or logits.dim() < 1 or logits.shape[-1] < 2:
+        want = "a tensor (..., K)" if batched else "a 1-d tensor"
+        raise ValueError(f"logits must be {want} of K >= 2 categories, got shape {tuple(logits.shape)}")
     return check_finite("logits", logits)
 
 
@@ -88,11 +90,13 @@ def _values(h: Objective, y: torch.Tensor) -> torch.Tensor:
     return v
 
 
-def _check_temperature(temperature, like: torch.Tensor) -> torch.Tensor:
-    tau = as_tensor("temperature", temperature, like=like)
+def _check_temperature(temperature, logits: torch.Tensor) -> torch.Tensor:
+    """The library's temperature check (:func:`companion.gumbel.check_temperature`), and
+    one temperature for all categories: a scalar."""
+    tau = _gumbel.check_temperature(temperature, logits)
     if tau.dim() != 0:
         raise ValueError(f"temperature must be a scalar, got shape {tuple(tau.shape)}")
-    return check_positive("temperature", tau)
+    return tau
 
 
 # ----------------------------------------------------------------------------- objectives
@@ -147,22 +151,45 @@ def objective(h: Objective, logits: torch.Tensor) -> torch.Tensor:
     return (torch.softmax(logits, -1) * v).sum()
 
 
-def exact_gradient(h: Objective, logits: torch.Tensor) -> torch.Tensor:
-    r"""The exact gradient of :math:`L` by enumeration of the :math:`K` categories.
-
-    With :math:`\partial p_k / \partial \theta_j = p_k(\delta_{kj} - p_j)`,
+def expectation_gradient(logits: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    r"""The gradient of :math:`\mathbb E_{k \sim \operatorname{softmax}(\theta)}[v_k]
+    = \sum_k p_k v_k` in the logits: with :math:`\partial p_k / \partial \theta_j
+    = p_k(\delta_{kj} - p_j)`,
 
     .. math::
 
-        \frac{\partial L}{\partial \theta_j} = \sum_k v_k\, p_k (\delta_{kj} - p_j)
-        = p_j \bigl(v_j - \textstyle\sum_k p_k v_k\bigr), \qquad v_k = h(e_k).
+        \frac{\partial}{\partial \theta_j} \sum_k p_k v_k = p_j \bigl(v_j - \textstyle\sum_k p_k v_k\bigr).
+
+    The one implementation of this policy gradient in the package (the toy objective
+    here, a bandit's arms in chapter 2).
+
+    Args:
+        logits: :math:`\theta`, shape ``(..., K)``: each row an independent problem.
+        values: :math:`v`, shape ``(K,)`` or broadcastable to ``logits``.
+
+    Returns:
+        Shape ``logits.shape``, no graph.
+    """
+    logits = _check_logits(logits, batched=True)
+    values = check_finite("values", check_tensor("values", values))
+    with torch.no_grad():
+        p = torch.softmax(logits.detach(), -1)
+        v = values.detach().to(p)
+        return p * (v - (p * v).sum(-1, keepdim=True))
+
+
+def exact_gradient(h: Objective, logits: torch.Tensor) -> torch.Tensor:
+    r"""The exact gradient of :math:`L` by enumeration of the :math:`K` categories:
+    :func:`expectation_gradient` of the values :math:`v_k = h(e_k)`,
+
+    .. math::
+
+        \frac{\partial L}{\partial \theta_j} = p_j \bigl(v_j - \textstyle\sum_k p_k v_k\bigr).
 
     Returns a tensor of shape ``(K,)`` without a graph.
     """
     with torch.no_grad():
-        v = category_values(h, logits)
-        p = torch.softmax(logits, -1)
-        return p * (v - (p * v).sum())
+        return expectation_gradient(logits, category_values(h, logits))
 
 
 def inverse_cdf_category(logits: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
@@ -172,22 +199,30 @@ def inverse_cdf_category(logits: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
     :math:`p = \operatorname{softmax}(\theta)`; the result counts the :math:`F_k` below
     :math:`u`, :math:`k(\theta, u) = \#\{k < K-1 : F_k < u\}` (0-based). As a function of
     :math:`\theta` for fixed :math:`u` it is piecewise constant: a deterministic map from
-    continuous noise to a category, with zero derivative wherever it is defined.
+    continuous noise to a category, with zero derivative wherever it is defined. The one
+    sampler of a category by inverse CDF in the package (a bandit's arms are drawn the
+    same way).
 
     Args:
-        logits: shape ``(K,)``.
-        u: uniform noise in :math:`(0, 1)`, any shape.
+        logits: shape ``(K,)``, or ``(..., K)`` for independent rows.
+        u: uniform noise in :math:`(0, 1)`: any shape for 1-d ``logits``; for rows,
+            shape ``(..., m)`` with ``logits``' leading dimensions (``m`` draws per row).
 
     Returns:
-        Integer categories (``torch.long``) of ``u``'s shape.
+        Integer categories (``torch.long``) of ``u``'s shape, on ``logits``' device.
     """
-    logits = _check_logits(logits)
+    logits = _check_logits(logits, batched=True)
     u = check_finite("u", check_tensor("u", u))
     if bool(((u <= 0) | (u >= 1)).any()):
         raise ValueError(f"u must lie in the open interval (0, 1), got values in [{float(u.min())}, {float(u.max())}]")
-    cdf = torch.cumsum(torch.softmax(logits.detach(), -1), -1)[:-1]
+    if logits.dim() > 1 and (u.dim() != logits.dim() or u.shape[:-1] != logits.shape[:-1]):
+        raise ValueError(f"u must have shape (..., m) with logits' leading shape {tuple(logits.shape[:-1])}, "
+                         f"got {tuple(u.shape)}")
+    cdf = torch.cumsum(torch.softmax(logits.detach(), -1), -1)[..., :-1]
     u = u.to(device=logits.device, dtype=logits.dtype)
-    return (u.unsqueeze(-1) > cdf).sum(-1)
+    if logits.dim() == 1:
+        return (u.unsqueeze(-1) > cdf).sum(-1)
+    return torch.searchsorted(cdf.contiguous(), u.contiguous())  # how many F_k < u
 
 
 def concrete_log_prob(logits: torch.Tensor, temperature, y: torch.Tensor) -> torch.Tensor:
@@ -232,7 +267,8 @@ def concrete_log_prob(logits: torch.Tensor, temperature, y: torch.Tensor) -> tor
 
 
 # ----------------------------------------------------------------------------- estimators
-def reinforce(h: Objective, logits: torch.Tensor, n_samples: int, baseline: estimators.Baseline = None) -> torch.Tensor:
+def score_function(h: Objective, logits: torch.Tensor, n_samples: int, baseline: estimators.Baseline = None
+                   ) -> torch.Tensor:
     r"""Per-sample score-function (REINFORCE) estimates of :math:`\nabla_\theta L`.
 
     With :math:`k_i \sim \operatorname{softmax}(\theta)` and
@@ -258,20 +294,23 @@ def reinforce(h: Objective, logits: torch.Tensor, n_samples: int, baseline: esti
 
 
 def _pathwise_through_gumbel_softmax(h, logits, temperature, n_samples, hard: bool) -> torch.Tensor:
-    logits = _check_logits(logits)
+    """Per-sample estimates ``(..., n, K)`` for logits ``(..., K)`` (rows independent)."""
+    logits = _check_logits(logits, batched=True)
     h = _check_h(h)
     n = check_positive_int("n_samples", n_samples)
     tau = _check_temperature(temperature, logits)
-    g = gumbel((n, logits.shape[0]), dtype=logits.dtype, device=logits.device)
+    k = logits.shape[-1]
+    shape = tuple(logits.shape[:-1]) + (n, k)
+    g = _gumbel.gumbel(shape, dtype=logits.dtype, device=logits.device)
     # One copy of the logits per sample: row i of the gradient is sample i's estimate,
     # because sample i's value depends on row i only. One backward pass for all samples.
-    theta = logits.detach().expand(n, -1).clone().requires_grad_(True)
-    y = gumbel_softmax(theta, tau, hard=hard, g=g)
-    (grad,) = torch.autograd.grad(_values(h, y).sum(), theta)
+    theta = logits.detach().unsqueeze(-2).expand(shape).clone().requires_grad_(True)
+    y = _gumbel.gumbel_softmax(theta, tau, hard=hard, g=g)
+    (grad,) = torch.autograd.grad(_values(h, y.reshape(-1, k)).sum(), theta)
     return grad
 
 
-def relaxed(h: Objective, logits: torch.Tensor, temperature, n_samples: int) -> torch.Tensor:
+def gumbel_softmax(h: Objective, logits: torch.Tensor, temperature, n_samples: int) -> torch.Tensor:
     r"""Per-sample Gumbel-softmax (Concrete) pathwise estimates, at temperature :math:`\tau`.
 
     .. math::
@@ -301,69 +340,13 @@ def straight_through(h: Objective, logits: torch.Tensor, temperature, n_samples:
 
         \hat g_i = \tfrac1\tau\bigl(\operatorname{diag}(y_i) - y_i y_i^\top\bigr)\nabla h(z_i).
 
-    Biased (Bengio et al., 2013); for a linear :math:`h` it equals :func:`relaxed`
+    Biased (Bengio et al., 2013); for a linear :math:`h` it equals :func:`gumbel_softmax`
     sample by sample.
 
     Returns:
         Tensor ``(n_samples, K)`` on ``logits``' device.
     """
     return _pathwise_through_gumbel_softmax(h, logits, temperature, n_samples, hard=True)
-
-
-# ----------------------------------------------------------------------------- evaluation
-@dataclass(frozen=True)
-class BiasVariance:
-    r"""Bias and variance of per-sample gradient estimates against an exact gradient.
-
-    Attributes:
-        bias: :math:`\lVert \bar g - \nabla L \rVert`, the Euclidean norm of the mean's error.
-        bias_se: standard error of ``bias`` from the Monte Carlo noise,
-            :math:`\sqrt{\operatorname{tr}\Sigma / N}` (the size of the error a zero-bias
-            estimator would show with these samples).
-        variance: :math:`\operatorname{tr}\Sigma`, the total variance of one sample's estimate.
-        mse: :math:`\text{bias}^2 + \text{variance}`, one sample's mean squared error.
-        cosine: :math:`\cos(\bar g, \nabla L)`, whether the mean estimate points the right way.
-        n_samples: :math:`N`.
-    """
-
-    bias: float
-    bias_se: float
-    variance: float
-    mse: float
-    cosine: float
-    n_samples: int
-
-
-def bias_variance(estimates: torch.Tensor, exact: torch.Tensor) -> BiasVariance:
-    r"""Bias, variance and mean squared error of per-sample gradient estimates.
-
-    With rows :math:`\hat g_1, \dots, \hat g_N`, mean :math:`\bar g` and per-coordinate
-    sample variances :math:`s_j^2`:
-
-    .. math::
-
-        \text{bias} = \lVert \bar g - \nabla L\rVert, \quad
-        \text{variance} = \textstyle\sum_j s_j^2, \quad
-        \text{bias\_se} = \sqrt{\text{variance}/N}, \quad
-        \text{cosine} = \frac{\bar g^\top \nabla L}{\lVert \bar g\rVert\,\lVert \nabla L\rVert}.
-
-    A bias below a few ``bias_se`` is indistinguishable from zero with these samples.
-    """
-    estimates = check_finite("estimates", check_tensor("estimates", estimates))
-    exact = check_finite("exact", check_tensor("exact", exact))
-    if estimates.dim() != 2 or estimates.shape[0] < 2:
-        raise ValueError(f"estimates must have shape (n_samples >= 2, K), got {tuple(estimates.shape)}")
-    if tuple(exact.shape) != tuple(estimates.shape[1:]):
-        raise ValueError(f"exact must have shape {tuple(estimates.shape[1:])}, got {tuple(exact.shape)}")
-    est = estimates.detach().to(torch.float64)
-    n = est.shape[0]
-    mean, exact = est.mean(0), exact.detach().to(est)
-    bias = float((mean - exact).norm())
-    variance = float(est.var(0).sum())
-    cosine = float(torch.nn.functional.cosine_similarity(mean, exact, dim=0, eps=1e-30))
-    return BiasVariance(
-        bias=bias, bias_se=(variance / n) ** 0.5, variance=variance, mse=bias**2 + variance, cosine=cosine, n_samples=n
-    )
 
 
 # ----------------------------------------------------------------------------- optimisation
@@ -379,56 +362,3 @@ def anneal(step: int, *, start: float = 1.0, end: float = 0.1, rate: float = 0.0
     if not rate >= 0:
         raise ValueError(f"rate must be >= 0, got {rate!r}")
     return max(float(end), float(start) * float(torch.exp(torch.tensor(-float(rate) * step))))
-
-
-def minimize(
-    h: Objective,
-    logits: torch.Tensor,
-    estimator: str,
-    *,
-    steps: int,
-    n_samples: int,
-    lr: float = 0.1,
-    temperature: Callable[[int], float] | float = 1.0,
-) -> torch.Tensor:
-    r"""Minimise :math:`L(\theta)` with Adam on an estimator's gradient; return the exact
-    :math:`L(\theta_t)` after each step, shape ``(steps,)``.
-
-    Args:
-        h: the objective on the simplex (see :func:`quadratic`).
-        logits: the starting :math:`\theta_0`, shape ``(K,)`` (not modified).
-        estimator: ``"exact"``, ``"reinforce"``, ``"reinforce+loo"``, ``"relaxed"`` or
-            ``"straight-through"``.
-        steps: number of Adam steps.
-        n_samples: samples per step; the step uses the mean of the per-sample estimates.
-        lr: Adam's learning rate.
-        temperature: :math:`\tau` for the Gumbel estimators: a number, or a function of
-            the step (e.g. :func:`anneal`).
-    """
-    logits = _check_logits(logits)
-    h = _check_h(h)
-    choices = ("exact", "reinforce", "reinforce+loo", "relaxed", "straight-through")
-    check_choice("estimator", estimator, choices)
-    steps = check_positive_int("steps", steps)
-    n = check_positive_int("n_samples", n_samples)
-    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0:
-        raise ValueError(f"lr must be a number > 0, got {lr!r}")
-    schedule = temperature if callable(temperature) else (lambda _t: temperature)
-    theta = logits.detach().clone().requires_grad_(True)
-    opt = torch.optim.Adam([theta], lr=float(lr))
-    losses = torch.empty(steps, dtype=logits.dtype)
-    for t in range(steps):
-        if estimator == "exact":
-            grad = exact_gradient(h, theta.detach())
-        elif estimator.startswith("reinforce"):
-            grad = reinforce(h, theta.detach(), n, "loo" if estimator.endswith("loo") else None).mean(0)
-        elif estimator == "relaxed":
-            grad = relaxed(h, theta.detach(), schedule(t), n).mean(0)
-        else:
-            grad = straight_through(h, theta.detach(), schedule(t), n).mean(0)
-        opt.zero_grad()
-        theta.grad = grad.to(theta)
-        opt.step()
-        with torch.no_grad():
-            losses[t] = objective(h, theta.detach()).cpu()
-    return losses

@@ -7,7 +7,7 @@ gradient :math:`\nabla_\theta L` is known:
   the mean of :math:`N` per-sample estimates, with standard error
   :math:`\sqrt{\operatorname{tr}\Sigma / N}`;
 * its **variance** :math:`\operatorname{tr}\Sigma`, the total variance of one
-  sample's estimate (see :func:`companion.experiments.categorical.bias_variance`);
+  sample's estimate (see :func:`companion.stats.bias_estimate`);
 * its **time per sample** :math:`t`, the wall-clock time of one call divided by :math:`N`
   (the fastest of a few calls: other processes can only slow a call down).
 
@@ -42,11 +42,16 @@ given accuracy sooner.
       \partial_\mu \Phi(\mu/\sigma) = \frac{\varphi(\mu/\sigma)}{\sigma}, \qquad
       \partial_\sigma \Phi(\mu/\sigma) = -\frac{\mu\,\varphi(\mu/\sigma)}{\sigma^2} .
 
-**The estimators** (:data:`ESTIMATORS`): the score function alone, with a constant
-baseline (the mean of :math:`f` over a separate pilot batch, so it does not depend on
-the samples it is subtracted from) and with the leave-one-out baseline; pathwise;
-Gumbel-softmax at :math:`\tau = 0.1, 0.5, 1` and straight-through at :math:`\tau = 1`.
-:func:`applicability` says which combinations make sense and why the others do not.
+**The estimators** (:data:`ESTIMATORS`, each an :class:`Estimator`: a canonical key of
+:mod:`companion.catalogue` and, for a relaxation, its temperature): the score function
+alone, with a constant baseline (the mean of :math:`f` over a separate pilot batch, so
+it does not depend on the samples it is subtracted from) and with the leave-one-out
+baseline; pathwise; Gumbel-softmax at :math:`\tau = 0.1, 0.5, 1` and straight-through
+at :math:`\tau = 1`. :func:`applicability` says which combinations make sense and why
+the others do not.
+
+This module holds the numerics; the text tables and the figure that show them are in
+:mod:`companion.experiments.comparison_report`.
 """
 
 from __future__ import annotations
@@ -59,14 +64,15 @@ from typing import Callable
 import torch
 from torch.distributions import Categorical, Distribution, Exponential, Normal
 
-from companion import estimators
+from companion import catalogue, estimators
 from companion.device import synchronize
 
-from companion.experiments import categorical, closed_forms
-from companion.stats import BiasEstimate, bias_estimate
+from companion.experiments import categorical, closed_forms, gumbel_batches
+from companion.stats import BiasEstimate
 from companion.validation import check_choice, check_positive_int
 
 __all__ = [
+    "Estimator",
     "ESTIMATORS",
     "Problem",
     "Measurement",
@@ -76,52 +82,79 @@ __all__ = [
     "estimate",
     "measure",
     "compare_all",
-    "SHORT_NAMES",
-    "format_table",
-    "format_applicability",
     "variance_checks",
     "variance_replications",
     "time_per_sample",
     "time_to_accuracy",
-    "format_mse_table",
-    "format_time_table",
     "seed_ratio",
-    "format_time",
     "lookup",
-    "plot_measurements",
 ]
 
-#: The estimators compared, in the order of every table. Gumbel-softmax and
-#: straight-through carry their temperature in the name.
+#: The relaxations: defined for categorical ``x`` only, each at a temperature.
+_RELAXATIONS = ("gumbel_softmax", "straight_through")
+
+
+@dataclass(frozen=True)
+class Estimator:
+    r"""One estimator of the comparison: its canonical key and, for a relaxation, its
+    temperature :math:`\tau` (an option, not part of the name).
+
+    Attributes:
+        key: the estimator's key in :mod:`companion.catalogue`
+            (``"score_function[baseline='loo']"``, ``"gumbel_softmax"``, ...).
+        temperature: :math:`\tau` for ``gumbel_softmax`` and ``straight_through``;
+            ``None`` for the others.
+    """
+
+    key: str
+    temperature: float | None = None
+
+    def __post_init__(self):
+        try:
+            catalogue.by_key(self.key)
+        except (KeyError, TypeError) as err:
+            raise ValueError(f"key must be a key of companion.catalogue, got {self.key!r}: {err}") from None
+        if (self.key in _RELAXATIONS) != (self.temperature is not None):
+            raise ValueError(f"temperature must be given for {_RELAXATIONS} and only for them, "
+                             f"got key={self.key!r}, temperature={self.temperature!r}")
+        if self.temperature is not None and (isinstance(self.temperature, bool) or
+                                             not isinstance(self.temperature, (int, float)) or
+                                             not 0 < self.temperature < math.inf):
+            raise ValueError(f"temperature must be a finite number > 0, got {self.temperature!r}")
+
+    @property
+    def label(self) -> str:
+        """The display name, :func:`companion.catalogue.label` and the temperature
+        (``"Gumbel-softmax τ=0.5"``)."""
+        text = catalogue.label(self.key)
+        return text if self.temperature is None else f"{text} τ={self.temperature:g}"
+
+    @property
+    def short(self) -> str:
+        """The short name for tables, :func:`companion.catalogue.short_label` and the
+        temperature without a leading zero (``"SF+LOO"``, ``"GS.5"``, ``"ST1"``)."""
+        text = catalogue.short_label(self.key)
+        if self.temperature is None:
+            return text
+        tau = f"{self.temperature:g}"
+        return text + (tau[1:] if tau.startswith("0.") else tau)
+
+
+#: The estimators compared, in the order of every table.
 ESTIMATORS = (
-    "score function",
-    "score function + baseline",
-    "score function + LOO baseline",
-    "pathwise",
-    "Gumbel-softmax τ=0.1",
-    "Gumbel-softmax τ=0.5",
-    "Gumbel-softmax τ=1",
-    "straight-through τ=1",
+    Estimator("score_function"),
+    Estimator("score_function[baseline=b]"),
+    Estimator("score_function[baseline='loo']"),
+    Estimator("pathwise"),
+    Estimator("gumbel_softmax", 0.1),
+    Estimator("gumbel_softmax", 0.5),
+    Estimator("gumbel_softmax", 1.0),
+    Estimator("straight_through", 1.0),
 )
 
-#: Short names for the estimators, so that tables fit an 80-character line.
-SHORT_NAMES = {
-    "score function": "SF",
-    "score function + baseline": "SF+b",
-    "score function + LOO baseline": "SF+LOO",
-    "pathwise": "PW",
-    "Gumbel-softmax τ=0.1": "GS.1",
-    "Gumbel-softmax τ=0.5": "GS.5",
-    "Gumbel-softmax τ=1": "GS1",
-    "straight-through τ=1": "ST1",
-}
-
-_TEMPERATURES = {
-    "Gumbel-softmax τ=0.1": 0.1,
-    "Gumbel-softmax τ=0.5": 0.5,
-    "Gumbel-softmax τ=1": 1.0,
-    "straight-through τ=1": 1.0,
-}
+#: The score function's baseline for each of its keys (the constant one is fitted on a
+#: pilot batch, :func:`_pilot_baseline`).
+_BASELINES = {"score_function": None, "score_function[baseline='loo']": "loo"}
 
 _PILOT_SAMPLES = 1000
 
@@ -158,7 +191,7 @@ class Measurement:
     r"""One estimator on one problem, over several seeds.
 
     Attributes:
-        problem, estimator: the names.
+        problem: the problem's key; estimator: the :class:`Estimator`.
         applicable: ``False`` when the combination makes no sense (then ``reason`` says
             why and the numbers are NaN).
         reason: why not applicable, or a caveat (``""`` if none).
@@ -175,7 +208,7 @@ class Measurement:
     """
 
     problem: str
-    estimator: str
+    estimator: Estimator
     applicable: bool
     reason: str
     known_biased: bool
@@ -303,11 +336,17 @@ def _check_problem(problem) -> Problem:
     return problem
 
 
-def _check_estimator(estimator) -> str:
+def _check_estimator(estimator) -> Estimator:
+    """An :class:`Estimator` of :data:`ESTIMATORS`; a str is a key without a temperature."""
+    if isinstance(estimator, str):
+        estimator = Estimator(estimator)
+    if not isinstance(estimator, Estimator):
+        raise TypeError(f"estimator must be a comparison.Estimator or a catalogue key, "
+                        f"got {estimator!r} of type {type(estimator).__name__}")
     return check_choice("estimator", estimator, ESTIMATORS)
 
 
-def applicability(problem: Problem, estimator: str) -> tuple[bool, str]:
+def applicability(problem: Problem, estimator: Estimator | str) -> tuple[bool, str]:
     """Whether ``estimator`` applies to ``problem``, and a reason or caveat.
 
     The score function applies everywhere (it needs only ``log_prob``). Pathwise needs
@@ -316,15 +355,15 @@ def applicability(problem: Problem, estimator: str) -> tuple[bool, str]:
     table shows. Gumbel-softmax and straight-through exist only for categorical ``x``.
     """
     problem, estimator = _check_problem(problem), _check_estimator(estimator)
-    if estimator == "pathwise":
+    if estimator.key == "pathwise":
         if problem.discrete:
             return False, "no rsample: x is discrete (has_rsample is False)"
         if not problem.f_differentiable:
             return True, "f' = 0 almost everywhere: pathwise is biased"
         return True, ""
-    if estimator in _TEMPERATURES and not problem.discrete:
+    if estimator.key in _RELAXATIONS and not problem.discrete:
         return False, "a relaxation of categorical x only"
-    if estimator in _TEMPERATURES:
+    if estimator.key in _RELAXATIONS:
         return True, "biased: gradient of the relaxed objective"
     return True, ""
 
@@ -340,7 +379,7 @@ def _pilot_baseline(problem: Problem) -> float:
     return float(values.mean())
 
 
-def estimate(problem: Problem, estimator: str, n_samples: int) -> torch.Tensor:
+def estimate(problem: Problem, estimator: Estimator | str, n_samples: int) -> torch.Tensor:
     """Per-sample gradient estimates ``(n_samples, *params.shape)`` of ``estimator`` on ``problem``.
 
     Raises ``ValueError`` for a combination :func:`applicability` rules out.
@@ -349,36 +388,20 @@ def estimate(problem: Problem, estimator: str, n_samples: int) -> torch.Tensor:
     n = check_positive_int("n_samples", n_samples, minimum=2)
     ok, reason = applicability(problem, estimator)
     if not ok:
-        raise ValueError(f"estimator {estimator!r} does not apply to problem {problem.key!r}: {reason}")
-    theta = problem.params
-    if estimator.startswith("score function"):
-        baseline = {"score function": None, "score function + LOO baseline": "loo"}.get(estimator)
-        if estimator == "score function + baseline":
-            baseline = _pilot_baseline(problem)
+        raise ValueError(f"estimator {estimator.key!r} does not apply to problem {problem.key!r}: {reason}")
+    theta, key = problem.params, estimator.key
+    if catalogue.by_key(key).name == "score_function":
+        baseline = _pilot_baseline(problem) if key == "score_function[baseline=b]" else _BASELINES[key]
         if problem.discrete:
-            return categorical.reinforce(problem.f, theta, n, baseline=baseline)
+            return categorical.score_function(problem.f, theta, n, baseline=baseline)
         return estimators.score_function(problem.f, problem.dist_fn, theta, n, baseline=baseline)
-    if estimator == "pathwise":
+    if key == "pathwise":
         return estimators.pathwise(problem.f, problem.dist_fn, theta, n)
-    tau = _TEMPERATURES[estimator]
-    if estimator.startswith("straight-through"):
-        return categorical.straight_through(problem.f, theta, tau, n)
-    return categorical.relaxed(problem.f, theta, tau, n)
+    relaxation = categorical.straight_through if key == "straight_through" else categorical.gumbel_softmax
+    return relaxation(problem.f, theta, estimator.temperature, n)
 
 
-def _check_seeds(seeds) -> tuple[int, ...]:
-    if isinstance(seeds, int) and not isinstance(seeds, bool):
-        raise TypeError(f"seeds must be a sequence of ints, e.g. range(5), got the int {seeds!r}")
-    try:
-        out = tuple(seeds)
-    except TypeError:
-        raise TypeError(f"seeds must be a sequence of ints, got {seeds!r}") from None
-    if not out:
-        raise ValueError("seeds must hold at least one seed, got an empty sequence")
-    return tuple(check_positive_int("seeds", s, minimum=0) for s in out)
-
-
-def time_per_sample(problem: Problem, estimator: str, n_samples: int = 10_000, repeats: int = 5) -> float:
+def time_per_sample(problem: Problem, estimator: Estimator | str, n_samples: int = 10_000, repeats: int = 5) -> float:
     """Seconds per sample: the fastest of ``repeats`` calls of ``n_samples``, divided by ``n_samples``.
 
     On a busy machine other processes only ever add time, so the minimum is the
@@ -398,7 +421,7 @@ def time_per_sample(problem: Problem, estimator: str, n_samples: int = 10_000, r
     return min(times) / n
 
 
-def measure(problem: Problem, estimator: str, n_samples: int = 100_000, *, seeds=range(5),
+def measure(problem: Problem, estimator: Estimator | str, n_samples: int = 100_000, *, seeds=range(5),
             repeats: int = 5, time_samples: int = 10_000) -> Measurement:
     """Bias (noise floor removed) and variance over several seeds, and time per sample.
 
@@ -410,24 +433,16 @@ def measure(problem: Problem, estimator: str, n_samples: int = 100_000, *, seeds
     """
     problem, estimator = _check_problem(problem), _check_estimator(estimator)
     n = check_positive_int("n_samples", n_samples, minimum=2)
-    seeds = _check_seeds(seeds)
+    seeds = gumbel_batches.check_seeds(seeds)
     repeats = check_positive_int("repeats", repeats)
     ok, reason = applicability(problem, estimator)
     if not ok:
         return Measurement(problem.key, estimator, False, reason, False, None, (), (), float("nan"), n, len(seeds))
-    exact = problem.exact.reshape(-1)
-    chunks, variances, bias_sq = [], [], []
-    for seed in seeds:
-        torch.manual_seed(seed)
-        est = estimate(problem, estimator, n).detach().reshape(n, -1).to(torch.float64).cpu()
-        one = bias_estimate(est, exact)
-        variances.append(one.variance)
-        bias_sq.append(one.bias_sq)
-        chunks.append(est)
-    pooled = bias_estimate(torch.cat(chunks), exact)
+    run = gumbel_batches.over_seeds(lambda k: estimate(problem, estimator, k), problem.exact, n, seeds)
     t = time_per_sample(problem, estimator, time_samples, repeats)
-    return Measurement(problem.key, estimator, True, reason, bool(reason), pooled, tuple(variances),
-                       tuple(bias_sq), t, n, len(seeds))
+    return Measurement(problem.key, estimator, True, reason, bool(reason), run.pooled,
+                       tuple(s.variance for s in run.per_seed), tuple(s.bias_sq for s in run.per_seed),
+                       t, n, len(seeds))
 
 
 def compare_all(n_samples: int | dict[str, int] = 100_000, device: torch.device | str | None = None, *,
@@ -477,123 +492,16 @@ def time_to_accuracy(m: Measurement, relative_rmse: float = 0.1) -> float:
     return m.variance * m.time_per_sample / room
 
 
-# --------------------------------------------------------------------------- output
-def format_time(seconds: float) -> str:
-    """``seconds`` as a number and a unit (``"1.23 µs"``), the form the book's nbval sanitizer masks."""
-    if not math.isfinite(seconds):
-        return "-"
-    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("µs", 1e-6)):
-        if seconds >= scale:
-            return f"{seconds / scale:.3g} {unit}"
-    return f"{seconds / 1e-9:.3g} ns"
-
-
-def _flag(m: Measurement) -> str:
-    if m.known_biased:
-        return "biased (design)"
-    return "biased (measured)" if m.resolved else ""
-
-
-def format_table(results: list[Measurement]) -> str:
-    r"""A plain-text table of measurements, one row each, in the given order.
-
-    Columns: the bias with the noise floor removed, as a number and as a fraction of
-    :math:`\lVert\nabla L\rVert`; ``z``, the noise-floor-removed squared bias in its
-    standard errors (a bias is *resolved* above 5); the variance of one sample; and a
-    flag: ``biased (design)`` for a relaxation or for pathwise on a step,
-    ``biased (measured)`` for a resolved bias. Estimators are named by
-    :data:`SHORT_NAMES`; every line fits the book's 76 characters.
-    """
-    head = f"{'problem':11s} {'est.':6s} {'bias':>9s} {'/|grad|':>7s} {'z':>6s} {'variance':>9s}  flag"
-    lines = [head, "-" * 72]
-    for m in results:
-        if not isinstance(m, Measurement):
-            raise TypeError(f"results must hold Measurement objects, got {type(m).__name__}")
-        name = SHORT_NAMES[m.estimator]
-        if not m.applicable:
-            lines.append(f"{m.problem:11s} {name:6s} {'n/a':>9s}  {m.reason}")
-            continue
-        z = m.bias_sq / m.bias_sq_se if m.bias_sq_se > 0 else 0.0
-        rel = f"{100 * m.relative_bias:.1f}%"
-        lines.append(f"{m.problem:11s} {name:6s} {m.bias:9.3g} {rel:>7s} {z:6.1f} {m.variance:9.3g}  "
-                     f"{_flag(m)}".rstrip())
-    return "\n".join(lines)
-
-
-def format_mse_table(results: list[Measurement], problem: str, batch_sizes=(1, 10, 100, 1000),
-                     replace: dict[str, list[float]] | None = None) -> str:
-    r"""Relative mean squared error :math:`\operatorname{MSE}(n) / \lVert\nabla L\rVert^2` of
-    each applicable estimator on ``problem`` at each batch size, with its rank in brackets.
-
-    ``replace`` maps an estimator to its measured MSEs (absolute, one per batch size), for
-    an estimator whose batch is not :math:`n` independent draws (the LOO baseline computed
-    inside the batch, ``companion.experiments.gumbel_batches.loo_batch_mse``).
-    """
-    rows = [m for m in results if m.problem == problem and m.applicable]
-    if not rows:
-        raise ValueError(f"no applicable measurement for problem {problem!r} in results")
-    sizes = [check_positive_int("batch_sizes", b) for b in batch_sizes]
-    norm2 = rows[0].stats.exact_norm ** 2
-    table = {m.estimator: [m.mse(b) / norm2 for b in sizes] for m in rows}
-    for est, values in (replace or {}).items():
-        if est not in table or len(values) != len(sizes):
-            raise ValueError(f"replace[{est!r}] must name an applicable estimator and give {len(sizes)} values")
-        table[est] = [float(v) / norm2 for v in values]
-    ranks = {}
-    for j in range(len(sizes)):
-        order = sorted(table, key=lambda e: table[e][j])
-        for r, e in enumerate(order):
-            ranks[(e, j)] = r + 1
-    head = f"{'est.':7s}" + "".join(f"{'n = ' + str(b):>13s}" for b in sizes)
-    lines = [head, "-" * len(head)]
-    for e, vals in table.items():
-        cells = "".join(f"{v:9.3g} ({ranks[(e, j)]})" for j, v in enumerate(vals))
-        lines.append(f"{SHORT_NAMES[e]:7s}{cells}")
-    return "\n".join(lines)
-
-
-def seed_ratio(results: list[Measurement], problem: str, numerator: str, denominator: str
-               ) -> tuple[float, float, float]:
+# --------------------------------------------------------------------------- summaries
+def seed_ratio(results: list[Measurement], problem: str, numerator: Estimator | str,
+               denominator: Estimator | str) -> tuple[float, float, float]:
     """Ratio of two estimators' variances on ``problem``: pooled, and the smallest and
     largest over the seeds (seed ``i`` of one against seed ``i`` of the other)."""
     a, b = lookup(results, problem, numerator), lookup(results, problem, denominator)
     if not (a.applicable and b.applicable):
-        raise ValueError(f"{numerator!r} and {denominator!r} must both apply to {problem!r}")
+        raise ValueError(f"{a.estimator.key!r} and {b.estimator.key!r} must both apply to {problem!r}")
     per_seed = [x / y for x, y in zip(a.seed_variances, b.seed_variances)]
     return a.variance / b.variance, min(per_seed), max(per_seed)
-
-
-def format_time_table(results: list[Measurement], relative_rmse: float = 0.1) -> str:
-    """:func:`time_to_accuracy` and time per sample of every applicable measurement (``never``
-    where the bias alone exceeds the target), each a number and a unit, last on the line
-    and unpadded so that the book's sanitizer can mask them."""
-    head = f"{'problem':11s} {'est.':6s} time to {100 * relative_rmse:g}% RMSE, time per sample"
-    lines = [head, "-" * len(head)]
-    for m in results:
-        if not m.applicable:
-            continue
-        t = time_to_accuracy(m, relative_rmse)
-        shown = "never (bias)" if math.isinf(t) else format_time(t)
-        # times last and unpadded: the sanitizer masks them, and their width cannot shift the line
-        lines.append(f"{m.problem:11s} {SHORT_NAMES[m.estimator]:6s} {shown}, {format_time(m.time_per_sample)}")
-    return "\n".join(lines)
-
-
-def format_applicability(problem_list: list[Problem]) -> str:
-    """A plain-text matrix: one row per problem, one column per estimator (:data:`SHORT_NAMES`).
-
-    ``yes`` where :func:`applicability` allows the combination, ``~`` where it runs but
-    is known to be biased, ``-`` where it does not apply.
-    """
-    head = f"{'':12s}" + "".join(f"{SHORT_NAMES[e]:>7s}" for e in ESTIMATORS)
-    lines = [head]
-    for p in problem_list:
-        marks = []
-        for est in ESTIMATORS:
-            ok, reason = applicability(p, est)
-            marks.append("-" if not ok else ("~" if reason else "yes"))
-        lines.append(f"{_check_problem(p).key:12s}" + "".join(f"{m:>7s}" for m in marks))
-    return "\n".join(lines)
 
 
 def variance_checks(results: list[Measurement]) -> list[tuple[str, str, float, float, float]]:
@@ -602,7 +510,7 @@ def variance_checks(results: list[Measurement]) -> list[tuple[str, str, float, f
     For the Gaussian problems and the exponential, the plain score function's and the
     pathwise estimator's :math:`\operatorname{tr}\Sigma` have closed forms
     (:mod:`companion.experiments.closed_forms`). Returns rows ``(problem, estimator, measured, exact,
-    se)``, ``measured`` the pooled variance of all seeds' samples and ``se`` the standard
+    se)``, ``estimator`` its canonical key, ``measured`` the pooled variance of all seeds' samples and ``se`` the standard
     error of a sample variance of that many samples, :math:`\sqrt{(m_4 - v^2)/N}` per
     coordinate; for two coordinates the sum of their standard errors, an upper bound on
     the standard error of the sum. (For a heavy-tailed estimator the sample variance is
@@ -612,8 +520,8 @@ def variance_checks(results: list[Measurement]) -> list[tuple[str, str, float, f
     k = {"quadratic": 2.0, "exp": 1.0, "cos": 3.0}
     rows = []
     for key in ("quadratic", "exp", "cos", "exponential"):
-        for est, name in (("score function", "score_function"), ("pathwise", "pathwise")):
-            m = lookup(results, key, est)
+        for name in ("score_function", "pathwise"):
+            m = lookup(results, key, name)
             n = m.n_samples * m.n_seeds
             if key == "exponential":
                 exact = closed_forms.exponential_estimator_variance(name, 1.0, 1.0)
@@ -621,11 +529,11 @@ def variance_checks(results: list[Measurement]) -> list[tuple[str, str, float, f
             else:
                 exact = sum(closed_forms.gaussian_estimator_variance(key, name, k[key], 1.0, 1.0))
                 se = sum(closed_forms.gaussian_variance_standard_error(key, name, k[key], 1.0, 1.0, n_samples=n))
-            rows.append((key, est, m.variance, float(exact), float(se)))
+            rows.append((key, name, m.variance, float(exact), float(se)))
     return rows
 
 
-def variance_replications(problem: Problem, estimator: str, n_samples: int, replications: int,
+def variance_replications(problem: Problem, estimator: Estimator | str, n_samples: int, replications: int,
                           seed: int = 0) -> torch.Tensor:
     r"""The sample variance :math:`\operatorname{tr}S` of ``replications`` independent runs of
     ``n_samples`` each (one seeded draw of ``replications * n_samples`` estimates, split),
@@ -638,63 +546,11 @@ def variance_replications(problem: Problem, estimator: str, n_samples: int, repl
     return est.var(1).sum(-1)
 
 
-def lookup(results: list[Measurement], problem: str, estimator: str) -> Measurement:
-    """The measurement of ``estimator`` on ``problem`` (by their names) in ``results``."""
+def lookup(results: list[Measurement], problem: str, estimator: Estimator | str) -> Measurement:
+    """The measurement of ``estimator`` (an :class:`Estimator`, or a catalogue key for one
+    without a temperature) on ``problem`` (its key) in ``results``."""
+    estimator = _check_estimator(estimator)
     for m in results:
         if m.problem == problem and m.estimator == estimator:
             return m
     raise ValueError(f"no measurement of estimator {estimator!r} on problem {problem!r} in results")
-
-
-def _color(estimator: str) -> tuple[str, float]:
-    """The book's colour for the estimator's family, and an alpha that separates temperatures."""
-    from companion.plotting import ESTIMATOR_COLORS
-
-    if estimator.startswith("Gumbel-softmax"):
-        return ESTIMATOR_COLORS["Gumbel-softmax"], {0.1: 0.45, 0.5: 0.7, 1.0: 1.0}[_TEMPERATURES[estimator]]
-    if estimator.startswith("straight-through"):
-        return ESTIMATOR_COLORS["straight-through"], 1.0
-    return ESTIMATOR_COLORS[estimator], 1.0
-
-
-def plot_measurements(results: list[Measurement], quantity: str, ax, batch_size: int = 100) -> None:
-    r"""Grouped bars on a log scale: one group per problem, one bar per applicable estimator.
-
-    ``quantity`` is ``"variance"`` (one sample's :math:`\operatorname{tr}\Sigma`, with a
-    bar from the smallest to the largest seed's value) or ``"mse"`` (the relative mean
-    squared error :math:`\operatorname{MSE}(n)/\lVert\nabla L\rVert^2` of a batch of
-    ``batch_size``). Biased estimators (by construction or measured) are hatched; a zero
-    (the step function's pathwise variance) is marked by an ``x`` on the axis.
-    """
-    if quantity not in ("variance", "mse"):
-        raise ValueError(f"quantity must be 'variance' or 'mse', got {quantity!r}")
-    n = check_positive_int("batch_size", batch_size)
-
-    def value(m: Measurement) -> float:
-        return m.variance if quantity == "variance" else m.mse(n) / m.stats.exact_norm ** 2
-
-    keys = list(dict.fromkeys(m.problem for m in results))
-    applicable = {k: [m for m in results if m.problem == k and m.applicable] for k in keys}
-    width = 0.8 / max(len(v) for v in applicable.values())
-    floor = min(value(m) for m in results if m.applicable and value(m) > 0)
-    labelled: set[str] = set()
-    for i, key in enumerate(keys):
-        group = sorted(applicable[key], key=lambda m: ESTIMATORS.index(m.estimator))
-        for j, m in enumerate(group):
-            color, alpha = _color(m.estimator)
-            x = i + (j - (len(group) - 1) / 2) * width
-            v = value(m)
-            if v > 0:
-                ax.bar(x, v, width, color=color, alpha=alpha, hatch="//" if m.biased else None,
-                       edgecolor="black" if m.biased else "white", linewidth=0.5,
-                       label=None if m.estimator in labelled else m.estimator)
-                labelled.add(m.estimator)
-                if quantity == "variance" and len(m.seed_variances) > 1:
-                    ax.plot([x, x], [min(m.seed_variances), max(m.seed_variances)], color="black", lw=1)
-            else:
-                ax.plot(x, floor / 3, marker="x", color=color, markersize=8)
-    ax.set_yscale("log")
-    ax.set_xticks(range(len(keys)))
-    ax.set_xticklabels(keys, rotation=20)
-    ax.set_ylabel("variance of one sample" if quantity == "variance"
-                  else f"MSE / |grad|², batch of {n}")

@@ -13,6 +13,10 @@ import string
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 
+from companion.catalogue import label
+
+_LOO = label("score_function[baseline='loo']")
+
 __all__ = ["Row", "ROWS", "render", "fields"]
 
 
@@ -23,7 +27,8 @@ class Row:
     Attributes:
         f: what the function of the sample is like.
         p: what the distribution offers (``rsample``, ``log_prob``, discrete).
-        use: the recommendation (Markdown).
+        use: the recommendation (Markdown); an estimator in it is named by
+            :func:`companion.catalogue.label`.
         evidence: why, as a ``str.format`` template over measured numbers.
         source: where the measurement is (a chapter, as plain text or a MyST link).
     """
@@ -40,7 +45,7 @@ ROWS: list[Row] = [
     Row(
         "differentiable, smooth",
         "reparameterizable (`rsample`)",
-        "**pathwise**",
+        f"**{label('pathwise')}**",
         "quadratic: score-function variance {quad_ratio:.1f}x pathwise's "
         "(seeds {quad_lo:.1f}-{quad_hi:.1f}); exponential: {expo_ratio:.1f}x "
         "({expo_lo:.1f}-{expo_hi:.1f}); both unbiased",
@@ -58,7 +63,7 @@ ROWS: list[Row] = [
     Row(
         "not differentiable (step, `argmax`, simulator)",
         "any with `log_prob`",
-        "**score function + LOO baseline**",
+        f"**{_LOO}**",
         "step: every pathwise estimate is 0, a bias of {step_rel:.0f}% of the gradient; "
         "the score function shows no resolved bias",
         "chapter 8",
@@ -66,7 +71,7 @@ ROWS: list[Row] = [
     Row(
         "any",
         "discrete (categorical), large batches or no bias allowed",
-        "**score function + LOO baseline**",
+        f"**{_LOO}**",
         "unbiased; on the categorical problem its MSE beats every relaxation "
         "from a batch of {cat_cross} on (range over the seeds), and the gap grows with the batch",
         "chapters 6 and 8",
@@ -74,7 +79,7 @@ ROWS: list[Row] = [
     Row(
         "differentiable in a relaxed input",
         "discrete, small batches",
-        "**Gumbel-softmax** (tune $\\tau$), only if a biased direction is acceptable; "
+        f"**{label('gumbel_softmax')}** (tune $\\tau$), only if a biased direction is acceptable; "
         "to train a model, check it against an unbiased estimator",
         "categorical, batch of {small_n}: Gumbel-softmax $\\tau$ = 1 had the lowest MSE, "
         "but its bias ({gs1_rel:.0f}% of the gradient's norm) never averages away; "

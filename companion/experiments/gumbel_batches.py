@@ -33,8 +33,8 @@ from typing import Callable, Sequence
 
 import torch
 
+from companion.estimators import loo_baseline
 from companion.experiments import categorical
-from companion.gumbel import gumbel, gumbel_softmax
 from companion.stats import BiasEstimate, bias_estimate
 from companion.validation import check_choice, check_positive_int
 
@@ -44,6 +44,7 @@ __all__ = [
     "loo_batch_gradients",
     "loo_batch_mse",
     "crossover",
+    "ESTIMATORS",
     "minimize_seeds",
 ]
 
@@ -63,17 +64,29 @@ class SeedStats:
         return min(values), max(values)
 
 
+def check_seeds(seeds) -> tuple[int, ...]:
+    """``seeds`` as a tuple of ints >= 0: a non-empty sequence, not a bare int."""
+    if isinstance(seeds, int) and not isinstance(seeds, bool):
+        raise TypeError(f"seeds must be a sequence of ints, e.g. range(5), got the int {seeds!r}")
+    try:
+        out = tuple(seeds)
+    except TypeError:
+        raise TypeError(f"seeds must be a sequence of ints, got {seeds!r}") from None
+    if not out:
+        raise ValueError("seeds must hold at least one seed, got an empty sequence")
+    return tuple(check_positive_int("seeds", s, minimum=0) for s in out)
+
+
 def over_seeds(sample: Callable[[int], torch.Tensor], exact: torch.Tensor, n_samples: int,
                seeds: Sequence[int] = range(5)) -> SeedStats:
     """For each seed, ``torch.manual_seed(seed)`` then ``sample(n_samples)`` (per-sample
     estimates ``(n, D)``); the noise-floor-removed bias and variance of each seed's
-    samples and of all of them pooled (:func:`companion.stats.bias_estimate`)."""
+    samples and of all of them pooled (:func:`companion.stats.bias_estimate`). Chapter 8's
+    :func:`companion.experiments.comparison.measure` measures this way too."""
     if not callable(sample):
         raise TypeError(f"sample must be callable (n -> estimates (n, D)), got {type(sample).__name__}")
     n = check_positive_int("n_samples", n_samples, minimum=2)
-    seeds = tuple(check_positive_int("seeds", s, minimum=0) for s in seeds)
-    if not seeds:
-        raise ValueError("seeds must hold at least one seed")
+    seeds = check_seeds(seeds)
     chunks, per = [], []
     for seed in seeds:
         torch.manual_seed(seed)
@@ -83,21 +96,26 @@ def over_seeds(sample: Callable[[int], torch.Tensor], exact: torch.Tensor, n_sam
     return SeedStats(bias_estimate(torch.cat(chunks), exact.reshape(-1)), tuple(per))
 
 
+def _loo_batch_gradient(logits: torch.Tensor, v: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    r"""The batch gradient :math:`\frac1n\sum_i (f_i - b_i)(e_{k_i} - p)` with the
+    leave-one-out baselines, for logits ``(..., K)`` and categories ``(..., n)``."""
+    p = torch.softmax(logits, -1)
+    f = v[k]                                                   # (..., n)
+    score = torch.nn.functional.one_hot(k, logits.shape[-1]).to(logits.dtype) - p.unsqueeze(-2)
+    return ((f - loo_baseline(f)).unsqueeze(-1) * score).mean(-2)
+
+
 def loo_batch_gradients(h: Objective, logits: torch.Tensor, batch_size: int, replications: int) -> torch.Tensor:
-    r"""``replications`` independent batch gradients :math:`\hat g_n` of REINFORCE with the
-    leave-one-out baseline computed inside each batch of ``batch_size`` (see the module
-    docstring), shape ``(replications, K)``, float64 on the CPU."""
+    r"""``replications`` independent batch gradients :math:`\hat g_n` of the score function
+    with the leave-one-out baseline computed inside each batch of ``batch_size`` (see the
+    module docstring), shape ``(replications, K)``, float64 on the CPU."""
     logits = categorical._check_logits(logits)
     n = check_positive_int("batch_size", batch_size, minimum=2)
     r = check_positive_int("replications", replications)
     v = categorical.category_values(h, logits).detach().to(torch.float64).cpu()
     theta = logits.detach().to(torch.float64).cpu()
-    p = torch.softmax(theta, -1)
     k = torch.distributions.Categorical(logits=theta).sample((r, n))
-    f = v[k]                                                   # (r, n)
-    b = (f.sum(1, keepdim=True) - f) / (n - 1)                 # leave-one-out means
-    score = torch.nn.functional.one_hot(k, theta.shape[0]).to(torch.float64) - p
-    return ((f - b).unsqueeze(-1) * score).mean(1)
+    return _loo_batch_gradient(theta, v, k)
 
 
 def loo_batch_mse(h: Objective, logits: torch.Tensor, batch_size: int, replications: int) -> tuple[float, float]:
@@ -123,28 +141,22 @@ def crossover(loo_mse: dict[int, float], bias_sq: float, variance: float) -> int
     return None
 
 
-_ESTIMATORS = ("exact", "reinforce+loo", "relaxed", "straight-through")
+#: The gradients :func:`minimize_seeds` can follow, by canonical name
+#: (:mod:`companion.catalogue`); ``"exact"`` is the enumerated gradient, the reference.
+ESTIMATORS = ("exact", "score_function[baseline='loo']", "gumbel_softmax", "straight_through")
 
 
 def _batched_gradient(h, theta: torch.Tensor, estimator: str, n: int, tau: float) -> torch.Tensor:
     """Gradients ``(S, K)`` for ``S`` independent rows of logits ``theta``."""
-    s, k = theta.shape
-    eye = torch.eye(k, dtype=theta.dtype, device=theta.device)
-    v = categorical._values(h, eye)
-    p = torch.softmax(theta, -1)
     if estimator == "exact":
-        return p * (v - (p * v).sum(-1, keepdim=True))
-    if estimator == "reinforce+loo":
-        idx = torch.distributions.Categorical(logits=theta.cpu()).sample((n,)).T.to(theta.device)  # (S, n)
-        f = v[idx]
-        b = (f.sum(1, keepdim=True) - f) / (n - 1)
-        score = torch.nn.functional.one_hot(idx, k).to(theta.dtype) - p.unsqueeze(1)
-        return ((f - b).unsqueeze(-1) * score).mean(1)
-    g = gumbel((s, n, k), dtype=theta.dtype, device=theta.device)
-    rows = theta.unsqueeze(1).expand(s, n, k).clone().requires_grad_(True)
-    y = gumbel_softmax(rows, tau, hard=estimator == "straight-through", g=g)
-    (grad,) = torch.autograd.grad(categorical._values(h, y.reshape(s * n, k)).sum(), rows)
-    return grad.mean(1)
+        eye = torch.eye(theta.shape[-1], dtype=theta.dtype, device=theta.device)
+        return categorical.expectation_gradient(theta, categorical._values(h, eye))
+    if estimator == "score_function[baseline='loo']":
+        eye = torch.eye(theta.shape[-1], dtype=theta.dtype, device=theta.device)
+        k = torch.distributions.Categorical(logits=theta.cpu()).sample((n,)).T.to(theta.device)  # (S, n)
+        return _loo_batch_gradient(theta, categorical._values(h, eye), k)
+    pathwise = categorical.straight_through if estimator == "straight_through" else categorical.gumbel_softmax
+    return pathwise(h, theta, tau, n).mean(-2)
 
 
 def minimize_seeds(h: Objective, logits: torch.Tensor, estimator: str, *, steps: int, n_samples: int,
@@ -157,13 +169,14 @@ def minimize_seeds(h: Objective, logits: torch.Tensor, estimator: str, *, steps:
     Each row of a parameter matrix ``(n_seeds, K)`` is one run: Adam's update is
     elementwise, and each row's gradient uses its own draws, so the rows are independent
     runs (seeded once, by the caller, through torch's global generator). ``estimator`` is
-    ``"exact"``, ``"reinforce+loo"`` (LOO baseline inside the batch of ``n_samples``),
-    ``"relaxed"`` or ``"straight-through"``; ``temperature`` a number or a function of
-    the step (e.g. :func:`companion.experiments.categorical.anneal`).
+    one of :data:`ESTIMATORS`: ``"exact"`` (the enumerated gradient),
+    ``"score_function[baseline='loo']"`` (LOO baseline inside the batch of
+    ``n_samples``), ``"gumbel_softmax"`` or ``"straight_through"``; ``temperature`` a
+    number or a function of the step (e.g. :func:`companion.experiments.categorical.anneal`).
     """
     logits = categorical._check_logits(logits)
     h = categorical._check_h(h)
-    check_choice("estimator", estimator, _ESTIMATORS)
+    check_choice("estimator", estimator, ESTIMATORS)
     steps = check_positive_int("steps", steps)
     n = check_positive_int("n_samples", n_samples, minimum=2)
     s = check_positive_int("n_seeds", n_seeds)
