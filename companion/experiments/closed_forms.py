@@ -69,6 +69,7 @@ __all__ = [
     "gaussian_estimator_variance",
     "gaussian_variance_standard_error",
     "gaussian_variance_crossover",
+    "square_score_moments",
     "exponential_expectation",
     "exponential_gradient",
     "exponential_optimal_baseline",
@@ -451,6 +452,34 @@ def gaussian_variance_crossover(
     if a * b > 0:
         raise ValueError(f"the variances of {name!r} (col={col}) do not cross for k in [{lo}, {hi}]")
     return float(brentq(log_ratio, lo, hi, xtol=1e-6))
+
+
+def square_score_moments(mu: float, c: float = 0.0) -> tuple[float, float]:
+    r"""Variance and fourth central moment of chapter 2's score-function term
+    :math:`\hat g = (x^2 + c)(x - \mu)`, :math:`x \sim \mathcal N(\mu, 1)`.
+
+    With :math:`x = \mu + \varepsilon`, :math:`\hat g = \mu^2\varepsilon + 2\mu\varepsilon^2
+    + \varepsilon^3 + c\,\varepsilon` has mean :math:`2\mu`; the Gaussian moments
+    :math:`\mathbb E[\varepsilon^{2m}] = 1, 1, 3, 15` give
+
+    .. math::
+
+        \operatorname{Var}[\hat g] = \mu^4 + 14\mu^2 + 15 + 2c\,(\mu^2 + 3) + c^2 ,
+
+    a parabola in :math:`c` with its minimum at :math:`c = -(\mu^2 + 3) = -b^\star`. The
+    fourth central moment :math:`\mathbb E[(\hat g - 2\mu)^4]`, a polynomial of degree 12 in
+    :math:`\varepsilon`, is integrated exactly by a 20-node Gauss-Hermite rule
+    (:func:`normal_expectation`); with it, a measured variance's standard error
+    (:func:`companion.stats.sample_variance_se`).
+    """
+    m, c = _real("mu", mu), _real("c", c)
+    variance = m**4 + 14 * m**2 + 15 + 2 * c * (m**2 + 3) + c**2
+
+    def term(e):
+        return ((m + e) ** 2 + c) * e - 2 * m
+
+    m4 = normal_expectation(lambda e: term(e) ** 4, method="gauss_hermite", n_nodes=20)
+    return variance, m4
 
 
 # --------------------------------------------------------------------------- exponential
