@@ -103,3 +103,67 @@ def test_check_row_bad_arguments():
         check_row("Normal", 100)
     with pytest.raises(ValueError, match="n"):
         check_row(ROWS[0], 1)
+
+
+def _kumaraswamy_expect(h, a, b):
+    from scipy import integrate
+
+    return integrate.quad(lambda x: h(x) * a * b * x ** (a - 1) * (1 - x**a) ** (b - 1), 0, 1, epsrel=1e-12)[0]
+
+
+def _scipy_laws():
+    """Each table row's law as SciPy sees it, as a function of the row's parameters:
+    a callable h -> E[h(x)] (by SciPy's numerical integration)."""
+    from scipy import stats as st
+
+    def law(dist):
+        return lambda h: dist.expect(h, epsrel=1e-12, limit=500)
+
+    return {
+        "Normal(0.3, 1.7)": lambda m, s: law(st.norm(m, s)),
+        "Logistic(0.3, 0.8)": lambda m, s: law(st.logistic(m, s)),
+        "Laplace(0.3, 0.9)": lambda m, b: law(st.laplace(m, b)),
+        "Cauchy(0.3, 0.6)": lambda m, g: law(st.cauchy(m, g)),
+        "StudentT(6, 0.3, 0.9)": lambda nu, m, s: law(st.t(nu, m, s)),
+        "Uniform(-0.5, 2)": lambda a, b: law(st.uniform(a, b - a)),
+        "Exponential(2)": lambda r: law(st.expon(scale=1 / r)),
+        "Weibull(1.5, 0.7)": lambda s, k: law(st.weibull_min(k, scale=s)),
+        "Gumbel(1, 2)": lambda m, b: law(st.gumbel_r(m, b)),
+        "Pareto(1.2, 3)": lambda xm, a: law(st.pareto(a, scale=xm)),
+        "Kumaraswamy(2, 5)": lambda a, b: (lambda h: _kumaraswamy_expect(h, a, b)),
+        "LogNormal(0.2, 0.5)": lambda m, s: law(st.lognorm(s, scale=math.exp(m))),
+        "Gamma(3, 1.5) = Erlang": lambda r: law(st.gamma(3, scale=1 / r)),
+        "Beta(2.5, 0.7) via Gammas": lambda a1, a2: law(st.beta(a1, a2)),
+    }
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered in exp:RuntimeWarning")  # Gumbel's far tail
+@pytest.mark.parametrize("scale", [1.0, 1.1])
+def test_table_closed_forms_match_numerical_integration(scale):
+    """Every row's closed form m(theta) = E[h(x)] (the one its gradient check differentiates)
+    equals SciPy's numerical expectation of h under the same law, at the row's parameters and
+    at parameters scaled by 1.1 (so the formula, not one value, is checked). The Dirichlet's
+    first coordinate is Beta(c_1, c_2 + c_3)."""
+    from scipy import stats as st
+
+    from companion.experiments.reparam_table import ROWS
+
+    laws = _scipy_laws()
+    checked = 0
+    for row in ROWS:
+        if row.exact_mean is None:
+            continue
+        values = [scale * torch.as_tensor(v, dtype=torch.float64) for v in row.values]
+        exact = float(row.exact_mean(*values))
+
+        def h(x, row=row):
+            return float(row.stat(torch.tensor(x, dtype=torch.float64)))
+
+        if row.name.startswith("Dirichlet"):
+            c = values[0].tolist()
+            numeric = st.beta(c[0], c[1] + c[2]).expect(lambda x: x)
+        else:
+            numeric = laws[row.name](*[float(v) for v in values])(h)
+        assert exact == pytest.approx(numeric, rel=1e-6), row.name
+        checked += 1
+    assert checked == 15

@@ -75,6 +75,7 @@ __all__ = [
     "exponential_optimal_baseline",
     "exponential_estimator_variance",
     "exponential_variance_standard_error",
+    "exponential_estimator_moments",
 ]
 
 #: The Gaussian test functions by name, for :math:`(x-k)^2`, :math:`e^{-kx^2}` and :math:`\cos kx`.
@@ -566,9 +567,32 @@ def exponential_variance_standard_error(
     k, rate = _real("k", k), _positive("rate", rate)
     n = check_positive_int("n_samples", n_samples)
     _baseline(estimator, baseline)
+    _, v, m4 = _exponential_moments(estimator, k, rate, baseline)
+    return math.sqrt(max(m4 - v * v, 0.0) / n)
+
+
+def _exponential_moments(estimator: str, k: float, rate: float, baseline) -> tuple[float, float, float]:
     b = exponential_optimal_baseline(k, rate) if baseline else 0.0
     g = _exponential_per_sample(estimator, k, rate, b)
     mean = _exp_moment(g.coef, rate)
     v = _exp_moment(((g - mean) ** 2).coef, rate)
     m4 = _exp_moment(((g - mean) ** 4).coef, rate)
-    return math.sqrt(max(m4 - v * v, 0.0) / n)
+    return mean, v, m4
+
+
+def exponential_estimator_moments(
+    estimator: str, k: float, rate: float, baseline: str | None = None
+) -> tuple[float, float, float]:
+    r"""Mean, variance :math:`\mathbb V` and fourth central moment :math:`m_4` of one sample's
+    estimate of :math:`\partial_\lambda \mathbb E[(z-k)^2]`, :math:`z \sim \operatorname{Exp}(\lambda)`.
+
+    Exact: the per-sample estimators are polynomials in :math:`z` (see
+    :func:`exponential_estimator_variance`) and :math:`\mathbb E[z^n] = n!/\lambda^n`. The
+    kurtosis :math:`m_4/\mathbb V^2` (3 for a Gaussian) says how far a sample variance's
+    distribution is from normal at a given :math:`N`. ``baseline`` as in
+    :func:`exponential_estimator_variance`.
+    """
+    estimator = _estimator(estimator)
+    k, rate = _real("k", k), _positive("rate", rate)
+    _baseline(estimator, baseline)
+    return _exponential_moments(estimator, k, rate, baseline)
