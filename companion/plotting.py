@@ -28,8 +28,8 @@ ESTIMATOR_COLORS = {
     "gumbel_rao": "#98df8a",
 }
 
-#: The colour of a reference that is not an estimator: a closed form, the exact
-#: gradient, an optimum.
+#: The colour of a reference that is not an estimator (a closed form, the exact
+#: gradient, an optimum).
 REFERENCE_COLOR = "#333333"
 
 

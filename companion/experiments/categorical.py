@@ -172,6 +172,11 @@ def expectation_gradient(logits: torch.Tensor, values: torch.Tensor) -> torch.Te
     """
     logits = _check_logits(logits, batched=True)
     values = check_finite("values", check_tensor("values", values))
+    return _expectation_gradient(logits, values)
+
+
+def _expectation_gradient(logits: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    """:func:`expectation_gradient` on checked arguments."""
     with torch.no_grad():
         p = torch.softmax(logits.detach(), -1)
         v = values.detach().to(p)
@@ -299,6 +304,12 @@ def _pathwise_through_gumbel_softmax(h, logits, temperature, n_samples, hard: bo
     h = _check_h(h)
     n = check_positive_int("n_samples", n_samples)
     tau = _check_temperature(temperature, logits)
+    return _pathwise(h, logits, tau, n, hard)
+
+
+def _pathwise(h: Objective, logits: torch.Tensor, tau, n: int, hard: bool) -> torch.Tensor:
+    """:func:`gumbel_softmax` (``hard=False``) or :func:`straight_through` on checked
+    arguments, logits ``(..., K)`` to estimates ``(..., n, K)``."""
     k = logits.shape[-1]
     shape = tuple(logits.shape[:-1]) + (n, k)
     g = _gumbel.gumbel(shape, dtype=logits.dtype, device=logits.device)

@@ -153,7 +153,7 @@ ESTIMATORS = (
 )
 
 #: The score function's baseline for each of its keys (the constant one is fitted on a
-#: pilot batch, :func:`_pilot_baseline`).
+#: pilot batch).
 _BASELINES = {"score_function": None, "score_function[baseline='loo']": "loo"}
 
 _PILOT_SAMPLES = 1000

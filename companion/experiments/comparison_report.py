@@ -2,8 +2,10 @@ r"""Chapter 8's comparison shown: plain-text tables and the bar figure.
 
 The numbers come from :mod:`companion.experiments.comparison` (:func:`~companion.experiments.comparison.compare_all`
 returns a list of :class:`~companion.experiments.comparison.Measurement`); this module
-only formats them. Estimators are named by :attr:`Estimator.short` (tables) and
-:attr:`Estimator.label` (legends), both derived from :mod:`companion.catalogue`, and
+only formats them. Estimators are named by
+:attr:`~companion.experiments.comparison.Estimator.short` (tables) and
+:attr:`~companion.experiments.comparison.Estimator.label` (legends), both derived from
+:mod:`companion.catalogue`, and
 coloured by :data:`companion.plotting.ESTIMATOR_COLORS` under their canonical key.
 Every printed line fits the book's 76 characters.
 """
@@ -104,7 +106,7 @@ def format_mse_table(results: list[Measurement], problem: str, batch_sizes=(1, 1
 
 
 def format_time_table(results: list[Measurement], relative_rmse: float = 0.1) -> str:
-    """:func:`time_to_accuracy` and time per sample of every applicable measurement (``never``
+    """:func:`~companion.experiments.comparison.time_to_accuracy` and time per sample of every applicable measurement (``never``
     where the bias alone exceeds the target), each a number and a unit, last on the line
     and unpadded so that the book's sanitizer can mask them."""
     head = f"{'problem':11s} {'est.':6s} time to {100 * relative_rmse:g}% RMSE, time per sample"
@@ -122,7 +124,7 @@ def format_time_table(results: list[Measurement], relative_rmse: float = 0.1) ->
 def format_applicability(problem_list: list[Problem]) -> str:
     """A plain-text matrix: one row per problem, one column per estimator (its short name).
 
-    ``yes`` where :func:`applicability` allows the combination, ``~`` where it runs but
+    ``yes`` where :func:`~companion.experiments.comparison.applicability` allows the combination, ``~`` where it runs but
     is known to be biased, ``-`` where it does not apply.
     """
     head = f"{'':12s}" + "".join(f"{e.short:>7s}" for e in ESTIMATORS)

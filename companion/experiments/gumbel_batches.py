@@ -150,13 +150,12 @@ def _batched_gradient(h, theta: torch.Tensor, estimator: str, n: int, tau: float
     """Gradients ``(S, K)`` for ``S`` independent rows of logits ``theta``."""
     if estimator == "exact":
         eye = torch.eye(theta.shape[-1], dtype=theta.dtype, device=theta.device)
-        return categorical.expectation_gradient(theta, categorical._values(h, eye))
+        return categorical._expectation_gradient(theta, categorical._values(h, eye))
     if estimator == "score_function[baseline='loo']":
         eye = torch.eye(theta.shape[-1], dtype=theta.dtype, device=theta.device)
         k = torch.distributions.Categorical(logits=theta.cpu()).sample((n,)).T.to(theta.device)  # (S, n)
         return _loo_batch_gradient(theta, categorical._values(h, eye), k)
-    pathwise = categorical.straight_through if estimator == "straight_through" else categorical.gumbel_softmax
-    return pathwise(h, theta, tau, n).mean(-2)
+    return categorical._pathwise(h, theta, tau, n, hard=estimator == "straight_through").mean(-2)
 
 
 def minimize_seeds(h: Objective, logits: torch.Tensor, estimator: str, *, steps: int, n_samples: int,
