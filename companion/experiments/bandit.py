@@ -162,7 +162,7 @@ def exact_policy_gradient(logits: torch.Tensor, bandit: BernoulliBandit) -> torc
     """
     _check_bandit(bandit)
     logits = _check_logits(logits, bandit.n_arms)
-    return categorical.expectation_gradient(logits, bandit.means(like=logits))
+    return categorical._expectation_gradient(logits, bandit.means(like=logits))  # checked above
 
 
 def _check_bandit(bandit) -> None:
