@@ -16,7 +16,6 @@ Facts used:
 
 from __future__ import annotations
 
-
 import pytest
 import torch
 
