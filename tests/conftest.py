@@ -203,13 +203,15 @@ class Stats:
 
     # -- assertions on an estimate with a given standard error ---------------------------
     @staticmethod
-    def _message(what, quantity, estimate, target, se, z, bad, n=None, relation="within") -> str:
+    def _message(
+        what, quantity, estimate, target, se, z, bad, n=None, claim="not within {z} standard errors of {t}"
+    ) -> str:
         estimate, target, se = (np.broadcast_to(np.asarray(v, dtype=np.float64), bad.shape) for v in (estimate, target, se))
         with np.errstate(divide="ignore", invalid="ignore"):
             zscore = (estimate - target) / se
         where = np.argwhere(bad)[:5].tolist() if bad.ndim else []
         lines = [
-            f"{what}: {quantity} not {relation} {z:g} standard errors of {target.ravel()[:8]}"
+            f"{what}: {quantity} " + claim.format(z=f"{z:g}", t=target.ravel()[:8])
             + ("" if n is None else f" (n={n})"),
             f"  {quantity}: {estimate.ravel()[:8]}",
             f"  standard errors: {se.ravel()[:8]}",
@@ -237,7 +239,8 @@ class Stats:
         a one-sided test that the true value exceeds the bound."""
         est, b, se_ = np.broadcast_arrays(*(_as_np(v) for v in (estimate, bound, se)))
         bad = ~(est - b > z * se_)
-        assert not bad.any(), Stats._message(what, "estimate", est, b, se_, z, bad, n, "above by more than")
+        claim = "not above {t} by more than {z} standard errors"
+        assert not bad.any(), Stats._message(what, "estimate", est, b, se_, z, bad, n, claim)
 
     @staticmethod
     def assert_at_most(estimate, bound, se, what: str = "estimate", z: float = Z, n=None) -> None:
@@ -245,7 +248,8 @@ class Stats:
         data do not contradict ``true value <= bound`` (for an exact inequality such as a bound)."""
         est, b, se_ = np.broadcast_arrays(*(_as_np(v) for v in (estimate, bound, se)))
         bad = ~(est <= b + z * se_ + 1e-12)
-        assert not bad.any(), Stats._message(what, "estimate", est, b, se_, z, bad, n, "at most")
+        claim = "more than {z} standard errors above {t}"
+        assert not bad.any(), Stats._message(what, "estimate", est, b, se_, z, bad, n, claim)
 
     @staticmethod
     def assert_differs(estimate, value, se, what: str = "estimate", z: float = Z, n=None) -> None:
@@ -253,7 +257,10 @@ class Stats:
         check a wrong (mutated, biased) estimator must fail."""
         est, v, se_ = np.broadcast_arrays(*(_as_np(x) for x in (estimate, value, se)))
         far = np.abs(est - v) > z * se_
-        assert far.any(), Stats._message(what, "estimate", est, v, se_, z, ~far, n, "more than (anywhere)")
+        assert far.any(), Stats._message(
+            what, "estimate", est, v, se_, z, np.ones_like(far), n,
+            "within {z} standard errors of {t} in every coordinate, where a difference was expected",
+        )
 
     # -- assertions on samples ------------------------------------------------------------
     @staticmethod
