@@ -106,12 +106,13 @@ def test_batch_shape_and_device(seed):
         ({"logits": torch.tensor([0.0, float("nan")])}, "logits must not contain NaN"),
         ({"logits": torch.tensor([0.0, float("inf")])}, r"logits must not contain \+inf"),
         ({"logits": torch.tensor([[0.0, 1.0], [float("-inf"), float("-inf")]])}, "finite entry in every row"),
-        ({"temperature": 0.0}, "temperature must be > 0"),
-        ({"k": 0}, "k must be an int >= 1"),
-        ({"k": 2.0}, "k must be an int"),
+        ({"temperature": 0.0}, "temperature must be > 0, got 0.0"),
+        ({"k": 0}, "k must be an int >= 1, got 0"),
+        ({"k": 2.0}, "k must be an int, got 2.0"),
     ],
 )
 def test_bad_input_fails_clearly(kwargs, match):
+    """The message names the argument (and, for scalars, shows the value)."""
     args = {"logits": LOGITS, "temperature": 0.5, "k": 2, **kwargs}
     with pytest.raises((TypeError, ValueError), match=match):
         gumbel_rao(args["logits"], args["temperature"], args["k"])
