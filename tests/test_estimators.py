@@ -595,5 +595,5 @@ def test_chunking_gives_identical_results(dist_fn, params, f, baseline, raises):
         torch.testing.assert_close(
             score_function(f, dist_fn, params, 20_000, baseline=baseline, chunk_size=chunk), whole, rtol=0, atol=0
         )
-    with raises(ValueError, "chunk_size"):
+    with raises(ValueError, "chunk_size", "0"):
         score_function(f, dist_fn, params, 10, chunk_size=0)

@@ -322,30 +322,30 @@ def test_extreme_log_joint_stays_finite(seed):
 
 
 @pytest.mark.parametrize("fn", ["grad", "bound"])
-def test_bad_input(fn):
+def test_bad_input(fn, raises):
     def call(lj=log_joint, q=q_fn, p=None, n=4, k=2, **kw):
         p = away_params() if p is None else p
         if fn == "grad":
             return elbo_gradient(lj, q, p, n, k, **kw)
         return iwae_bound(lj, q, p, n, k)
 
-    with pytest.raises(TypeError, match="log_joint"):
+    with raises(TypeError, "log_joint", "3.0"):
         call(lj=3.0)
-    with pytest.raises(TypeError, match="q_fn"):
+    with raises(TypeError, "q_fn", "'normal'"):
         call(q="normal")
-    with pytest.raises(TypeError, match="params"):
+    with raises(TypeError, "params", "[0.0, 1.0]"):
         call(p=[0.0, 1.0])
     with pytest.raises(TypeError, match="params"):
         call(p=torch.tensor([0, 1]))
     with pytest.raises(ValueError, match="params"):
         call(p=torch.tensor([float("nan"), 0.0]))
-    with pytest.raises(ValueError, match="n_samples"):
+    with raises(ValueError, "n_samples", "got 0"):
         call(n=0)
-    with pytest.raises(TypeError, match="n_samples"):
+    with raises(TypeError, "n_samples", "2.0"):
         call(n=2.0)
-    with pytest.raises(TypeError, match="k"):
+    with raises(TypeError, "k must be", "True"):
         call(k=True)
-    with pytest.raises(ValueError, match="k"):
+    with raises(ValueError, "k must be", "got 0"):
         call(k=0)
     with pytest.raises(TypeError, match="Distribution"):
         call(q=lambda p: p)
@@ -361,8 +361,8 @@ def test_bad_input(fn):
         call(lj=lambda z: log_joint(z) * float("nan"))
 
 
-def test_bad_gradient_choice_and_non_reparameterizable_q():
-    with pytest.raises(ValueError, match="gradient"):
+def test_bad_gradient_choice_and_non_reparameterizable_q(raises):
+    with raises(ValueError, "gradient", "'vimco'"):
         elbo_gradient(log_joint, q_fn, away_params(), 4, 2, gradient="vimco")
     for gradient in ("reparam", "stl", "dreg"):
         with pytest.raises(ValueError, match="rsample"):

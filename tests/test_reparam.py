@@ -469,5 +469,5 @@ def test_noise_must_have_the_batch_shape(raises):
         reparam.inverse_cdf(Normal(torch.zeros(3), 1.0), u=torch.rand(5, 1))
     with raises(ValueError, "z", "(2, 3)"):
         reparam.mvn_cholesky(torch.zeros(2, 3), torch.eye(3), z=torch.randn(4, 1, 3))
-    with raises(TypeError, "generator"):
+    with raises(TypeError, "generator", "str"):
         reparam.gaussian(0.0, 1.0, generator="seed")

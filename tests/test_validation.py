@@ -193,9 +193,16 @@ def test_pathwise_without_rsample_points_elsewhere(dist_fn, params, raises):
 # ---------------------------------------------------------------------------------------
 
 
+def _shown(value) -> str:
+    """How a message shows a bad value: a float as str() does, a tensor by its last entry."""
+    if isinstance(value, torch.Tensor):
+        return str(float(value.reshape(-1)[-1]))
+    return str(value)
+
+
 @pytest.mark.parametrize("sigma", [0.0, -1.0, torch.tensor([1.0, -0.5]), float("nan"), float("inf")])
 def test_gaussian_sigma_not_positive(sigma, raises):
-    with raises(ValueError, "sigma"):
+    with raises(ValueError, "sigma", _shown(sigma)):
         reparam.gaussian(0.0, sigma)
 
 
@@ -214,21 +221,23 @@ def test_gaussian_other_bad_input(raises):
         reparam.gaussian(0.0, 1.0, eps=torch.tensor([0.1, float("inf")]))
     with raises(ValueError, "sample_shape", "-2"):
         reparam.gaussian(0.0, 1.0, sample_shape=(-2,))
-    with raises(TypeError, "sample_shape"):
+    with raises(TypeError, "sample_shape", "'3'"):
         reparam.gaussian(0.0, 1.0, sample_shape="3")
 
 
 @pytest.mark.parametrize("rate", [0.0, -1.0, torch.tensor([2.0, 0.0]), float("nan")])
 def test_exponential_rate_not_positive(rate, raises):
-    with raises(ValueError, "rate"):
+    with raises(ValueError, "rate", _shown(rate)):
         reparam.exponential(rate)
 
 
-@pytest.mark.parametrize("u", [torch.tensor([-0.1, 0.5]), torch.tensor([0.5, 1.5]), torch.tensor([float("nan")])])
-def test_u_outside_unit_interval(u, raises):
-    with raises(ValueError, "u"):
+@pytest.mark.parametrize(
+    "u,shown", [(torch.tensor([-0.1, 0.5]), "-0.1"), (torch.tensor([0.5, 1.5]), "1.5"), (torch.tensor([float("nan")]), "nan")]
+)
+def test_u_outside_unit_interval(u, shown, raises):
+    with raises(ValueError, "u", "[0, 1]", shown):
         reparam.exponential(1.0, u=u)
-    with raises(ValueError, "u"):
+    with raises(ValueError, "u", "[0, 1]", shown):
         reparam.inverse_cdf(Normal(0.0, 1.0), u=u)
 
 
@@ -284,7 +293,7 @@ def test_inverse_cdf_checks(raises):
 
 @pytest.mark.parametrize("tau", [0.0, -1.0, float("nan"), float("inf"), torch.tensor(-0.5)])
 def test_temperature_not_positive(tau, raises):
-    with raises(ValueError, "temperature"):
+    with raises(ValueError, "temperature", _shown(tau)):
         gumbel.gumbel_softmax(torch.zeros(3), tau)
 
 
@@ -343,7 +352,7 @@ def test_validation_helpers(raises):
     y = validation.as_tensor("y", 2, like=torch.zeros(1, dtype=torch.float64))
     assert y.dtype == torch.float64 and float(y) == 2.0
     assert validation.as_tensor("y", torch.tensor([1, 2])).is_floating_point()
-    with raises(TypeError, "y"):
+    with raises(TypeError, "y", "None"):
         validation.as_tensor("y", None)
 
 
