@@ -206,7 +206,9 @@ class Stats:
     def _message(
         what, quantity, estimate, target, se, z, bad, n=None, claim="not within {z} standard errors of {t}"
     ) -> str:
-        estimate, target, se = (np.broadcast_to(np.asarray(v, dtype=np.float64), bad.shape) for v in (estimate, target, se))
+        estimate, target, se = (
+            np.broadcast_to(np.asarray(v, dtype=np.float64), bad.shape) for v in (estimate, target, se)
+        )
         with np.errstate(divide="ignore", invalid="ignore"):
             zscore = (estimate - target) / se
         where = np.argwhere(bad)[:5].tolist() if bad.ndim else []
