@@ -381,13 +381,26 @@ def test_logits_that_cannot_be_sampled(fn, raises):
 )
 def test_tiny_temperature_gives_the_gumbel_max_one_hot(dtype, tau, hard, generator):
     r"""As :math:`\tau \to 0^+` the sample is the one-hot of the Gumbel-max sample; a tiny
-    positive :math:`\tau` must give it, finite, not NaN (:math:`z/\tau` overflowing)."""
+    positive :math:`\tau` must give it, finite, not NaN (:math:`z/\tau` overflowing).
+
+    The soft sample is exactly :math:`\operatorname{softmax}((z - \max z)/\tau)` with
+    :math:`z = \ell + g`, computed here in float64 (finite for any :math:`\tau > 0`): it is
+    one-hot to within :math:`(K-1)e^{-\Delta/\tau}` for a gap :math:`\Delta` between the
+    two largest :math:`z`, so rows whose gap is a few :math:`\tau` (float16 keeps
+    :math:`z` to about :math:`5\cdot 10^{-4}`, the size of :math:`\tau = 10^{-4}`) are not
+    one-hot, and must not be. The hard sample is the one-hot in every row."""
     logits = (3 * torch.randn(500, 6, generator=generator)).to(dtype)
     g = G.gumbel((500, 6), generator=generator, dtype=dtype)
     y = G.gumbel_softmax(logits, tau, hard=hard, g=g)
     assert y.dtype == dtype and torch.isfinite(y).all()
-    k = G.gumbel_max(logits, g=g)
-    torch.testing.assert_close(y.float(), F.one_hot(k, 6).float())
+    one_hot = F.one_hot(G.gumbel_max(logits, g=g), 6).double()
+    z = logits.double() + g.double()
+    exact = one_hot if hard else torch.softmax((z - z.max(-1, keepdim=True).values) / tau, -1)
+    torch.testing.assert_close(y.double(), exact, rtol=0, atol=4 * torch.finfo(dtype).eps)
+    top2 = z.topk(2, dim=-1).values
+    wide = top2[:, 0] - top2[:, 1] > 40 * tau
+    assert wide.float().mean() > 0.95
+    torch.testing.assert_close(y[wide].double(), one_hot[wide], rtol=0, atol=4 * torch.finfo(dtype).eps)
 
 
 def test_tiny_temperature_with_fresh_noise_is_finite():
