@@ -121,8 +121,8 @@ def test_setup_turns_tf32_off(monkeypatch):
 
 
 @pytest.mark.parametrize("bad,exc", [(-1, ValueError), (1.5, TypeError), (True, TypeError), ("0", TypeError), (None, TypeError)])
-def test_setup_rejects_bad_seeds(bad, exc):
-    with pytest.raises(exc, match="seed"):
+def test_setup_rejects_bad_seeds(bad, exc, raises):
+    with raises(exc, "seed", repr(bad)):
         D.setup(bad)
 
 

@@ -8,7 +8,6 @@ Each case asserts the exception type and that the message names the offending ar
 from __future__ import annotations
 
 import math
-import re
 
 import pytest
 import numpy as np
@@ -41,11 +40,6 @@ def square(x):
 GOOD = torch.tensor([0.5, 1.2])
 
 
-def raises(exc, *names):
-    """``pytest.raises`` whose message must contain every string in ``names``."""
-    return pytest.raises(exc, match="(?s)" + "".join(f"(?=.*{re.escape(n)})" for n in names))
-
-
 # ---------------------------------------------------------------------------------------
 # n_samples
 # ---------------------------------------------------------------------------------------
@@ -53,14 +47,14 @@ def raises(exc, *names):
 
 @pytest.mark.parametrize("estimator", ESTIMATORS, ids=EST_IDS)
 @pytest.mark.parametrize("n", [0, -1, -100])
-def test_n_samples_below_one(estimator, n):
+def test_n_samples_below_one(estimator, n, raises):
     with raises(ValueError, "n_samples", str(n)):
         estimator(square, gauss, GOOD, n)
 
 
 @pytest.mark.parametrize("estimator", ESTIMATORS, ids=EST_IDS)
 @pytest.mark.parametrize("n", [2.0, 10.5, True, False, "10", None, torch.tensor(10)])
-def test_n_samples_not_an_int(estimator, n):
+def test_n_samples_not_an_int(estimator, n, raises):
     """Floats, strings, tensors, and bools (an int subclass, but never a sample count) are TypeErrors."""
     with raises(TypeError, "n_samples", "int"):
         estimator(square, gauss, GOOD, n)
@@ -79,7 +73,7 @@ def test_n_samples_numpy_int_accepted(estimator):
 
 
 @pytest.mark.parametrize("estimator", ESTIMATORS, ids=EST_IDS)
-def test_params_must_be_a_finite_float_tensor(estimator):
+def test_params_must_be_a_finite_float_tensor(estimator, raises):
     with raises(TypeError, "params", "Tensor"):
         estimator(square, gauss, [0.5, 1.2], 4)
     with raises(TypeError, "params", "floating"):
@@ -91,7 +85,7 @@ def test_params_must_be_a_finite_float_tensor(estimator):
 
 
 @pytest.mark.parametrize("estimator", ESTIMATORS, ids=EST_IDS)
-def test_f_and_dist_fn_must_be_callable(estimator):
+def test_f_and_dist_fn_must_be_callable(estimator, raises):
     with raises(TypeError, "f", "callable"):
         estimator(3.0, gauss, GOOD, 4)
     with raises(TypeError, "dist_fn", "callable"):
@@ -111,14 +105,14 @@ def test_f_and_dist_fn_must_be_callable(estimator):
     ],
     ids=["column", "one_short", "scalar", "two_columns"],
 )
-def test_f_wrong_shape(estimator, f, shape):
+def test_f_wrong_shape(estimator, f, shape, raises):
     """f must return one value per sample: shape (n_samples,)."""
     with raises(ValueError, "f must", "(4,)", shape):
         estimator(f, gauss, GOOD, 4)
 
 
 @pytest.mark.parametrize("estimator", ESTIMATORS, ids=EST_IDS)
-def test_f_must_return_a_tensor(estimator):
+def test_f_must_return_a_tensor(estimator, raises):
     with raises(TypeError, "f must return a torch.Tensor", "list"):
         estimator(lambda x: [float(v) for v in x], gauss, GOOD, 4)
 
@@ -131,12 +125,12 @@ def test_f_must_return_a_tensor(estimator):
     (float("nan"), ValueError, "nan"),
     (float("inf"), ValueError, "inf"),
 ])
-def test_bad_baseline(baseline, exc, text):
+def test_bad_baseline(baseline, exc, text, raises):
     with raises(exc, "baseline", text):
         score_function(square, gauss, GOOD, 4, baseline=baseline)
 
 
-def test_loo_needs_two_samples():
+def test_loo_needs_two_samples(raises):
     with raises(ValueError, "baseline='loo'", "n_samples"):
         score_function(square, gauss, GOOD, 1, baseline="loo")
     assert score_function(square, gauss, GOOD, 1).shape == (1, 2)  # fine without a baseline
@@ -149,7 +143,7 @@ def test_loo_needs_two_samples():
 
 @pytest.mark.parametrize("estimator", ESTIMATORS, ids=EST_IDS)
 @pytest.mark.parametrize("sigma", [0.0, -1.0])
-def test_sigma_not_positive(estimator, sigma):
+def test_sigma_not_positive(estimator, sigma, raises):
     """A Normal scale <= 0 is reported with the params and torch's argument name, not a NaN."""
     with raises(ValueError, "params", "scale", str(sigma)):
         estimator(square, gauss, torch.tensor([0.5, sigma]), 4)
@@ -157,13 +151,13 @@ def test_sigma_not_positive(estimator, sigma):
 
 @pytest.mark.parametrize("estimator", ESTIMATORS, ids=EST_IDS)
 @pytest.mark.parametrize("rate", [0.0, -2.0])
-def test_rate_not_positive(estimator, rate):
+def test_rate_not_positive(estimator, rate, raises):
     with raises(ValueError, "params", "rate", str(rate)):
         estimator(lambda x: x, lambda r: Exponential(r), torch.tensor(rate), 4)
 
 
 @pytest.mark.parametrize("estimator", ESTIMATORS, ids=EST_IDS)
-def test_covariance_not_positive_definite(estimator):
+def test_covariance_not_positive_definite(estimator, raises):
     cov = torch.tensor([[1.0, 2.0], [2.0, 1.0]])  # eigenvalues 3 and -1
     with raises(ValueError, "params", "covariance_matrix", "PositiveDefinite"):
         estimator(lambda x: x.sum(-1), lambda c: MultivariateNormal(torch.zeros(2), covariance_matrix=c), cov, 4)
@@ -173,7 +167,7 @@ def test_covariance_not_positive_definite(estimator):
 @pytest.mark.parametrize(
     "L", [torch.tensor([[1.0, 0.5], [0.0, 1.0]]), torch.tensor([[1.0, 0.0], [0.3, -1.0]])], ids=["upper", "negative_diag"]
 )
-def test_scale_tril_not_a_cholesky_factor(estimator, L):
+def test_scale_tril_not_a_cholesky_factor(estimator, L, raises):
     with raises(ValueError, "params", "scale_tril", "LowerCholesky"):
         estimator(lambda x: x.sum(-1), lambda l: MultivariateNormal(torch.zeros(2), scale_tril=l), L, 4)
 
@@ -187,7 +181,7 @@ def test_scale_tril_not_a_cholesky_factor(estimator, L):
     ],
     ids=["Categorical", "Bernoulli", "Poisson"],
 )
-def test_pathwise_without_rsample_points_elsewhere(dist_fn, params):
+def test_pathwise_without_rsample_points_elsewhere(dist_fn, params, raises):
     """No rsample: the message says so and points to score_function and Gumbel-softmax."""
     with raises(ValueError, "rsample", "score_function", "gumbel_softmax"):
         pathwise(lambda x: x.float(), dist_fn, params, 4)
@@ -199,13 +193,20 @@ def test_pathwise_without_rsample_points_elsewhere(dist_fn, params):
 # ---------------------------------------------------------------------------------------
 
 
+def _shown(value) -> str:
+    """How a message shows a bad value: a float as str() does, a tensor by its last entry."""
+    if isinstance(value, torch.Tensor):
+        return str(float(value.reshape(-1)[-1]))
+    return str(value)
+
+
 @pytest.mark.parametrize("sigma", [0.0, -1.0, torch.tensor([1.0, -0.5]), float("nan"), float("inf")])
-def test_gaussian_sigma_not_positive(sigma):
-    with raises(ValueError, "sigma"):
+def test_gaussian_sigma_not_positive(sigma, raises):
+    with raises(ValueError, "sigma", _shown(sigma)):
         reparam.gaussian(0.0, sigma)
 
 
-def test_gaussian_other_bad_input():
+def test_gaussian_other_bad_input(raises):
     with raises(ValueError, "sigma", "> 0", "-1.0"):
         reparam.gaussian(0.0, -1.0)
     with raises(ValueError, "mu", "finite"):
@@ -220,25 +221,27 @@ def test_gaussian_other_bad_input():
         reparam.gaussian(0.0, 1.0, eps=torch.tensor([0.1, float("inf")]))
     with raises(ValueError, "sample_shape", "-2"):
         reparam.gaussian(0.0, 1.0, sample_shape=(-2,))
-    with raises(TypeError, "sample_shape"):
+    with raises(TypeError, "sample_shape", "'3'"):
         reparam.gaussian(0.0, 1.0, sample_shape="3")
 
 
 @pytest.mark.parametrize("rate", [0.0, -1.0, torch.tensor([2.0, 0.0]), float("nan")])
-def test_exponential_rate_not_positive(rate):
-    with raises(ValueError, "rate"):
+def test_exponential_rate_not_positive(rate, raises):
+    with raises(ValueError, "rate", _shown(rate)):
         reparam.exponential(rate)
 
 
-@pytest.mark.parametrize("u", [torch.tensor([-0.1, 0.5]), torch.tensor([0.5, 1.5]), torch.tensor([float("nan")])])
-def test_u_outside_unit_interval(u):
-    with raises(ValueError, "u"):
+@pytest.mark.parametrize(
+    "u,shown", [(torch.tensor([-0.1, 0.5]), "-0.1"), (torch.tensor([0.5, 1.5]), "1.5"), (torch.tensor([float("nan")]), "nan")]
+)
+def test_u_outside_unit_interval(u, shown, raises):
+    with raises(ValueError, "u", "[0, 1]", shown):
         reparam.exponential(1.0, u=u)
-    with raises(ValueError, "u"):
+    with raises(ValueError, "u", "[0, 1]", shown):
         reparam.inverse_cdf(Normal(0.0, 1.0), u=u)
 
 
-def test_scale_tril_checks():
+def test_scale_tril_checks(raises):
     mu = torch.zeros(2)
     with raises(ValueError, "scale_tril", "lower triangular"):
         reparam.mvn_cholesky(mu, torch.tensor([[1.0, 0.5], [0.0, 1.0]]))
@@ -259,7 +262,7 @@ def test_scale_tril_checks():
 
 
 @pytest.mark.parametrize("fn", [lambda c: reparam.mvn_sqrtm(torch.zeros(2), c), reparam.sqrtm_psd], ids=["mvn_sqrtm", "sqrtm_psd"])
-def test_covariance_checks(fn):
+def test_covariance_checks(fn, raises):
     with raises(ValueError, "covariance", "positive definite", "-1"):
         fn(torch.tensor([[1.0, 2.0], [2.0, 1.0]]))
     with raises(ValueError, "covariance", "positive definite"):
@@ -274,7 +277,7 @@ def test_covariance_checks(fn):
         fn(torch.tensor([[1.0, float("inf")], [float("inf"), 1.0]]))
 
 
-def test_inverse_cdf_checks():
+def test_inverse_cdf_checks(raises):
     with raises(TypeError, "dist", "Distribution"):
         reparam.inverse_cdf(lambda u: u)
     with raises(ValueError, "dist", "univariate"):
@@ -289,12 +292,12 @@ def test_inverse_cdf_checks():
 
 
 @pytest.mark.parametrize("tau", [0.0, -1.0, float("nan"), float("inf"), torch.tensor(-0.5)])
-def test_temperature_not_positive(tau):
-    with raises(ValueError, "temperature"):
+def test_temperature_not_positive(tau, raises):
+    with raises(ValueError, "temperature", _shown(tau)):
         gumbel.gumbel_softmax(torch.zeros(3), tau)
 
 
-def test_temperature_wrong_type():
+def test_temperature_wrong_type(raises):
     with raises(TypeError, "temperature", "'hot'"):
         gumbel.gumbel_softmax(torch.zeros(3), "hot")
     with raises(TypeError, "temperature", "bool"):
@@ -303,13 +306,13 @@ def test_temperature_wrong_type():
 
 @pytest.mark.parametrize("bad,text", [(float("nan"), "NaN"), (float("inf"), "+inf")])
 @pytest.mark.parametrize("fn", [gumbel.gumbel_max, lambda l: gumbel.gumbel_softmax(l, 1.0), lambda l: gumbel.gumbel_softmax(l, 1.0, hard=True)], ids=["max", "soft", "hard"])
-def test_non_finite_logits(bad, text, fn):
+def test_non_finite_logits(bad, text, fn, raises):
     """NaN and +inf logits are errors; -inf masks a category (tests/test_gumbel.py)."""
     with raises(ValueError, "logits", text):
         fn(torch.tensor([0.0, bad, 1.0]))
 
 
-def test_other_bad_logits_and_noise():
+def test_other_bad_logits_and_noise(raises):
     with raises(TypeError, "logits", "Tensor"):
         gumbel.gumbel_max([0.0, 1.0])
     with raises(TypeError, "logits", "floating"):
@@ -331,7 +334,7 @@ def test_other_bad_logits_and_noise():
 # ---------------------------------------------------------------------------------------
 
 
-def test_validation_helpers():
+def test_validation_helpers(raises):
     assert validation.check_positive_int("k", 3) == 3
     assert validation.check_positive_int("k", 0, minimum=0) == 0
     with raises(TypeError, "k", "bool"):
@@ -349,7 +352,7 @@ def test_validation_helpers():
     y = validation.as_tensor("y", 2, like=torch.zeros(1, dtype=torch.float64))
     assert y.dtype == torch.float64 and float(y) == 2.0
     assert validation.as_tensor("y", torch.tensor([1, 2])).is_floating_point()
-    with raises(TypeError, "y"):
+    with raises(TypeError, "y", "None"):
         validation.as_tensor("y", None)
 
 
@@ -391,7 +394,7 @@ def test_u_at_edges_finite():
 # ---------------------------------------------------------------------------------------
 
 
-def test_probed_boundary_cases():
+def test_probed_boundary_cases(raises):
     from companion import device, implicit
 
     with raises(ValueError, "temperature", "empty"):
@@ -417,7 +420,7 @@ def test_probed_boundary_cases():
 # ---------------------------------------------------------------------------------------
 
 
-def test_validation_switch_defaults_on_and_restores():
+def test_validation_switch_defaults_on_and_restores(raises):
     assert validation.get_validate_args() is True
     with validation.validate_args(False):
         assert validation.get_validate_args() is False
@@ -434,7 +437,7 @@ def test_validation_switch_defaults_on_and_restores():
         validation.set_validate_args(True)
 
 
-def test_value_checks_off_skip_value_checks_only():
+def test_value_checks_off_skip_value_checks_only(raises):
     """Off: a negative sigma, NaN f values, a u outside [0, 1] pass unchecked (the caller's
     responsibility); type and shape checks still run."""
     with validation.validate_args(False):
