@@ -14,9 +14,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from companion import catalogue
 from companion.experiments import beyond_the_elbo as be
+from companion.experiments.vae_models import bernoulli_log_likelihood
 
 X = be.CONJUGATE_X
+VIMCO, SF_LOO = "elbo_gradient[score]", "score_function[baseline='loo']"
 
 
 # -- conjugate model ---------------------------------------------------------------------------
@@ -193,7 +196,7 @@ def _exact_cat(p, x, k):
     logits = be._mlp(p, "enc", x.reshape(1, 1, -1)).reshape(3)
     log_q = torch.log_softmax(logits, -1)
     y = F.one_hot(torch.arange(3), 3).float().reshape(1, 3, 3)
-    ll = be._bernoulli_ll(be._mlp(p, "dec", y), x.reshape(1, 1, -1)).reshape(3)
+    ll = bernoulli_log_likelihood(be._mlp(p, "dec", y), x.reshape(1, 1, -1)).reshape(3)
     log_w = ll - math.log(3) - log_q
     bound = 0.0
     for combo in itertools.product(range(3), repeat=k):
@@ -203,7 +206,7 @@ def _exact_cat(p, x, k):
     return bound, elbo, torch.logsumexp(ll, 0) - math.log(3)
 
 
-@pytest.mark.parametrize("gradient", ["vimco", "score_function"])
+@pytest.mark.parametrize("gradient", [VIMCO, SF_LOO])
 def test_categorical_estimators_unbiased_against_enumeration(gradient, seed, stats):
     r"""VIMCO's mean is :math:`\nabla\mathcal L_k` and the score function's (LOO) is
     :math:`\nabla\mathcal L_1` (exact ELBO), both computed by autograd through the
@@ -211,7 +214,7 @@ def test_categorical_estimators_unbiased_against_enumeration(gradient, seed, sta
     p, x, k, n = _tiny_cat(), _images(b=1)[0], 3, 6000
     bound, elbo, _ = _exact_cat(p, x, k)
     names = list(p)
-    exact = torch.autograd.grad(bound if gradient == "vimco" else elbo, [p[m] for m in names])
+    exact = torch.autograd.grad(bound if gradient == VIMCO else elbo, [p[m] for m in names])
     exact = torch.cat([e.reshape(-1) for e in exact])
     copies = {m: t.detach().expand(n, *t.shape[1:]).clone().requires_grad_() for m, t in p.items()}
     loss, _ = be.categorical_surrogate(copies, x[None], k, gradient, n_latents=1, n_categories=3)
@@ -230,7 +233,17 @@ def test_categorical_exact_quantities():
         assert float(el[0, i]) == pytest.approx(float(elbo.detach()), abs=1e-5)
     assert bool((lp >= el - 1e-6).all())
     with pytest.raises(ValueError, match="k must be >= 2"):
-        be.categorical_surrogate(p, x, 1, "vimco", n_latents=1, n_categories=3)
+        be.categorical_surrogate(p, x, 1, VIMCO, n_latents=1, n_categories=3)
+
+
+def test_categorical_gradients_are_catalogue_keys():
+    """One vocabulary: the categorical VAE's estimators are named by catalogue keys, and
+    the old private names are refused with the argument named."""
+    assert [catalogue.by_key(g).key for g in be.CATEGORICAL_GRADIENTS] == [VIMCO, SF_LOO]
+    p, x = _tiny_cat(), _images(b=2)
+    for old in ("vimco", "score_function"):
+        with pytest.raises(ValueError, match="gradient"):
+            be.categorical_surrogate(p, x, 3, old, n_latents=1, n_categories=3)
 
 
 # -- training ----------------------------------------------------------------------------------
@@ -277,7 +290,7 @@ def test_categorical_vimco_signal_is_the_geometric_mean_substitute(monkeypatch, 
     log_q_all = torch.log_softmax(torch.randn(s, b, n_lat, n_cat, generator=g, dtype=torch.float64), -1)
     monkeypatch.setattr(be, "_categorical_parts", lambda *a: (ll, log_q, log_q_all))
     p = {"enc1_w": torch.zeros(s, 1, 1)}
-    loss, _ = be.categorical_surrogate(p, torch.zeros(b, 64), k, "vimco", n_lat, n_cat)
+    loss, _ = be.categorical_surrogate(p, torch.zeros(b, 64), k, VIMCO, n_lat, n_cat)
     (got,) = torch.autograd.grad(loss, log_q)
     log_w = (ll - n_lat * math.log(n_cat) - log_q).detach()
     bound = torch.logsumexp(log_w, 1) - math.log(k)

@@ -23,6 +23,15 @@ import torch
 import torch.nn.functional as F
 from torch.distributions import Normal
 
+from companion.estimators import loo_baseline
+from companion.experiments.vae_models import (
+    SCORE_FUNCTION_LOO,
+    _categorical_kl,
+    _codes,
+    _gaussian_parameters,
+    _score_surrogate,
+    bernoulli_log_likelihood,
+)
 from companion.multisample import elbo_gradient
 from companion.validation import check_choice, check_positive_int, check_tensor
 
@@ -43,6 +52,7 @@ __all__ = [
     "gaussian_surrogate",
     "gaussian_iwae",
     "gradient_estimates",
+    "CATEGORICAL_GRADIENTS",
     "categorical_surrogate",
     "categorical_log_marginal",
     "categorical_elbo",
@@ -52,6 +62,9 @@ __all__ = [
 
 #: The observation of the conjugate model used throughout the chapter.
 CONJUGATE_X = 1.4
+#: The categorical VAE's gradient estimators, by catalogue key: VIMCO on the k-sample
+#: bound, and chapter 9's score function with the leave-one-out baseline on the ELBO.
+CATEGORICAL_GRADIENTS = ("elbo_gradient[score]", SCORE_FUNCTION_LOO)
 _LOG_2PI = math.log(2 * math.pi)
 
 
@@ -190,14 +203,9 @@ def _mlp(p: dict, name: str, h: torch.Tensor) -> torch.Tensor:
     return torch.baddbmm(p[name + "2_b"], h, p[name + "2_w"])
 
 
-def _bernoulli_ll(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    logits, x = torch.broadcast_tensors(logits, x)
-    return -F.binary_cross_entropy_with_logits(logits, x, reduction="none").sum(-1)
-
-
 def _encode_gaussian(p: dict, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    mu, pre = _mlp(p, "enc", x).chunk(2, -1)
-    return mu, F.softplus(pre) + 1e-4
+    """Mean and scale ``(S, B, d)`` of every slice's encoder (chapter 9's parameterization)."""
+    return _gaussian_parameters(_mlp(p, "enc", x))
 
 
 def _gaussian_parts(p: dict, x: torch.Tensor, k: int, generator=None):
@@ -210,7 +218,7 @@ def _gaussian_parts(p: dict, x: torch.Tensor, k: int, generator=None):
     eps = torch.randn(s, k, b, d, generator=generator).to(x.device)
     z = mu.unsqueeze(1) + sigma.unsqueeze(1) * eps  # (S, k, B, d)
     logits = _mlp(p, "dec", z.reshape(s, k * b, d)).reshape(s, k, b, -1)
-    log_p = _bernoulli_ll(logits, x.unsqueeze(1)) - 0.5 * (z.square().sum(-1) + d * _LOG_2PI)
+    log_p = bernoulli_log_likelihood(logits, x.unsqueeze(1)) - 0.5 * (z.square().sum(-1) + d * _LOG_2PI)
     return log_p, z, mu, sigma
 
 
@@ -333,7 +341,7 @@ def _categorical_parts(p: dict, x: torch.Tensor, k: int, n_latents: int, n_categ
     y = F.one_hot(codes, n_categories).to(x.dtype)  # (S, k, B, L, K)
     log_q = (log_q_all.unsqueeze(1) * y).sum((-1, -2))  # (S, k, B)
     dec_logits = _mlp(p, "dec", y.reshape(s, k * b, n_latents * n_categories)).reshape(s, k, b, -1)
-    ll = _bernoulli_ll(dec_logits, x.unsqueeze(1))
+    ll = bernoulli_log_likelihood(dec_logits, x.unsqueeze(1))
     return ll, log_q, log_q_all
 
 
@@ -343,11 +351,13 @@ def categorical_surrogate(p: dict, x: torch.Tensor, k: int, gradient, n_latents:
 
     ``gradient`` is one value for every slice or one per slice:
 
-    * ``"vimco"``: the :math:`k`-sample bound with VIMCO's leave-one-out signal
-      :math:`\hat{\mathcal L}_k - \hat{\mathcal L}_{k,-j}` for :math:`\log q(z_j)`, as in
-      :func:`companion.multisample.elbo_gradient` with ``gradient="score"``;
-    * ``"score_function"``: chapter 9's ELBO with :math:`k` draws, exact KL to the prior,
-      and the leave-one-out mean of :math:`\log p_\theta(x \mid z)` as baseline.
+    * ``"elbo_gradient[score]"`` (VIMCO): the :math:`k`-sample bound with VIMCO's
+      leave-one-out signal :math:`\hat{\mathcal L}_k - \hat{\mathcal L}_{k,-j}` for
+      :math:`\log q(z_j)`, as in :func:`companion.multisample.elbo_gradient` with
+      ``gradient="score"``;
+    * ``"score_function[baseline='loo']"``: chapter 9's ELBO with :math:`k` draws, exact
+      KL to the prior, and the leave-one-out mean of :math:`\log p_\theta(x \mid z)` as
+      baseline (:func:`companion.experiments.vae_models.elbo_surrogate`'s surrogate).
 
     Both see the same :math:`k` draws per image. Returns ``(loss, bound)``: ``bound`` is
     the per-image estimate of the bound each slice optimises, ``(S, B)``.
@@ -356,25 +366,23 @@ def categorical_surrogate(p: dict, x: torch.Tensor, k: int, gradient, n_latents:
     if k < 2:
         raise ValueError(f"k must be >= 2 for a leave-one-out baseline, got {k}")
     s = p["enc1_w"].shape[0]
-    grads = [check_choice("gradient", v, ("vimco", "score_function")) for v in _per_slice("gradient", gradient, s, str)]
-    is_vimco = torch.tensor([g == "vimco" for g in grads], device=p["enc1_w"].device)
+    grads = [check_choice("gradient", v, CATEGORICAL_GRADIENTS) for v in _per_slice("gradient", gradient, s, str)]
+    is_vimco = torch.tensor([g == CATEGORICAL_GRADIENTS[0] for g in grads], device=p["enc1_w"].device)
     ll, log_q, log_q_all = _categorical_parts(p, x, k, n_latents, n_categories)
     log_prior = -n_latents * math.log(n_categories)
+    kl = _categorical_kl(log_q_all)  # (S, B)
     # VIMCO on the k-sample bound.
     log_w = ll + log_prior - log_q
     bound = torch.logsumexp(log_w, 1) - math.log(k)
     lw = log_w.detach()
-    others = (lw.sum(1, keepdim=True) - lw) / (k - 1)  # (S, k, B)
+    others = loo_baseline(lw, 1)  # (S, k, B): the mean of the other log-weights
     # log sum_{l != j} w_l: mask the diagonal of a (S, k, k, B) copy.
     mask = torch.eye(k, dtype=torch.bool, device=lw.device)[None, :, :, None]
     rest = torch.logsumexp(lw.unsqueeze(1).expand(-1, k, -1, -1).masked_fill(mask, -math.inf), 2)
     loo = torch.logaddexp(rest, others) - math.log(k)
     vimco = bound + ((bound.detach().unsqueeze(1) - loo) * log_q).sum(1)
     # Chapter 9's score function with leave-one-out baseline on the ELBO.
-    kl = (log_q_all.exp() * log_q_all).sum((-1, -2)) - log_prior  # (S, B)
-    signal = ll.detach()
-    signal = signal - (signal.sum(1, keepdim=True) - signal) / (k - 1)
-    elbo_sur = (ll + signal * log_q - (signal * log_q).detach()).mean(1) - kl
+    elbo_sur = _score_surrogate(ll, log_q, loo=True, dim=1).mean(1) - kl
     elbo = ll.detach().mean(1) - kl.detach()
     surrogate = torch.where(is_vimco[:, None], vimco, elbo_sur)
     return -surrogate.mean(1).sum(), torch.where(is_vimco[:, None], bound.detach(), elbo)
@@ -389,17 +397,15 @@ def categorical_elbo(p: dict, x: torch.Tensor, n_latents: int = 2, n_categories:
     log_q_all = torch.log_softmax(_mlp(p, "enc", x.expand(s, *x.shape)).reshape(s, -1, n_latents, n_categories), -1)
     idx = codes.T.to(x.device)  # (L, C)
     log_q = torch.stack([log_q_all[:, :, l, idx[l]] for l in range(n_latents)]).sum(0)  # (S, B, C)
-    log_prior = -n_latents * math.log(n_categories)
-    kl = (log_q_all.exp() * log_q_all).sum((-1, -2)) - log_prior
-    return (log_q.exp() * ll.transpose(1, 2)).sum(-1) - kl
+    return (log_q.exp() * ll.transpose(1, 2)).sum(-1) - _categorical_kl(log_q_all)
 
 
 def _enumerate_ll(p: dict, x: torch.Tensor, n_latents: int, n_categories: int):
     s = p["enc1_w"].shape[0]
-    codes = torch.cartesian_prod(*[torch.arange(n_categories)] * n_latents).reshape(-1, n_latents)
+    codes = _codes(n_latents, n_categories)
     y = F.one_hot(codes, n_categories).to(x.dtype).reshape(1, -1, n_latents * n_categories).to(x.device)
     logits = _mlp(p, "dec", y.expand(s, -1, -1))  # (S, C, 64)
-    return _bernoulli_ll(logits.unsqueeze(2), x.reshape(1, 1, *x.shape[-2:])), codes  # (S, C, B)
+    return bernoulli_log_likelihood(logits.unsqueeze(2), x.reshape(1, 1, *x.shape[-2:])), codes  # (S, C, B)
 
 
 @torch.no_grad()
