@@ -354,7 +354,7 @@ def categorical_surrogate(p: dict, x: torch.Tensor, k: int, gradient, n_latents:
       ``gradient="score"``;
     * ``"score_function[baseline='loo']"``: chapter 9's ELBO with :math:`k` draws, exact
       KL to the prior, and the leave-one-out mean of :math:`\log p_\theta(x \mid z)` as
-      baseline (:func:`companion.experiments.vae_models.elbo_surrogate`'s surrogate).
+      baseline (chapter 9's ``elbo_surrogate``).
 
     Both see the same :math:`k` draws per image. Returns ``(loss, bound)``: ``bound`` is
     the per-image estimate of the bound each slice optimises, ``(S, B)``.
