@@ -58,6 +58,22 @@ with mean :math:`m = \frac1R \sum_r \hat g_r` and total variance
   :math:`(\lVert b\rVert^2 + V/n)/\lVert g\rVert^2`.
 
 Each is a ratio to :math:`\lVert g \rVert`, so it reads the same at any scale of the loss.
+
+**Measured variance against an exact one** (:func:`variance_check`). Where a
+chapter derives an estimator's variance :math:`V` in closed form, the sample
+variance :math:`s^2` of :math:`N` per-sample estimates is compared with it in units
+of its standard error, which to leading order in :math:`1/N` is
+
+.. math::
+
+    \operatorname{SE}(s^2) = \sqrt{\frac{m_4 - V^2}{N}}, \qquad
+    z = \frac{s^2 - V}{\operatorname{SE}(s^2)},
+
+with :math:`m_4` the estimator's fourth central moment (exact where the chapter
+knows it, see :func:`sample_variance_se`). The ratio of two measured variances
+:math:`r = s_a^2 / s_b^2` (independent samples) has, by the delta method, the
+standard error :math:`r\sqrt{(\operatorname{SE}_a/V_a)^2 + (\operatorname{SE}_b/V_b)^2}`
+(:meth:`VarianceCheck.ratio`).
 """
 
 from __future__ import annotations
@@ -67,11 +83,24 @@ import numbers
 from dataclasses import dataclass
 from typing import NamedTuple
 
+import numpy as np
 import torch
 
 from companion.validation import check_finite, check_positive_int, check_tensor
 
-__all__ = ["BiasEstimate", "GradientError", "bias_estimate", "gradient_error", "mean_agreement", "mse", "paired_difference"]
+__all__ = [
+    "BiasEstimate",
+    "GradientError",
+    "VarianceCheck",
+    "VarianceRatio",
+    "bias_estimate",
+    "gradient_error",
+    "mean_agreement",
+    "mse",
+    "paired_difference",
+    "sample_variance_se",
+    "variance_check",
+]
 
 
 @dataclass(frozen=True)
@@ -298,3 +327,130 @@ def mean_agreement(a: torch.Tensor, b: torch.Tensor, threshold: float = 3.0) -> 
     nu = (va + vb) ** 2 / (va**2 / (a.shape[0] - 1) + vb**2 / (b.shape[0] - 1))
     expected = 2 * scipy_stats.t.sf(float(threshold), nu.numpy())
     return float((t.abs() > threshold).double().mean()), float(expected.mean())
+
+
+def _float_array(name: str, value) -> np.ndarray:
+    """``value`` (a number, sequence, array or tensor) as a float64 NumPy array, finite."""
+    if isinstance(value, torch.Tensor):
+        value = value.detach().to("cpu", torch.float64).numpy()
+    if isinstance(value, (str, bytes, bool)) or value is None:
+        raise TypeError(f"{name} must be numbers (an array, a tensor or a sequence), got {value!r}")
+    try:
+        arr = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be numbers (an array, a tensor or a sequence), got {value!r}") from None
+    if not np.isfinite(arr).all():
+        raise ValueError(f"{name} must be finite, got {value!r}")
+    return arr
+
+
+def sample_variance_se(variance: float, fourth_moment: float, n_samples: int) -> float:
+    r"""Standard error of the sample variance of ``n_samples`` independent draws.
+
+    .. math::
+
+        \operatorname{SE}(s^2) = \sqrt{\frac{m_4 - V^2}{N}},
+
+    the leading order in :math:`1/N` of
+    :math:`\operatorname{Var}[s^2] = \bigl(m_4 - V^2 (N-3)/(N-1)\bigr)/N`, with
+    :math:`V` the variance and :math:`m_4` the fourth central moment of one draw.
+    """
+    n = check_positive_int("n_samples", n_samples)
+    v = float(_float_array("variance", variance))
+    m4 = float(_float_array("fourth_moment", fourth_moment))
+    if v < 0:
+        raise ValueError(f"variance must be >= 0, got {variance!r}")
+    if m4 < v * v * (1 - 1e-12):
+        raise ValueError(f"fourth_moment must be at least variance**2 = {v * v!r}, got {fourth_moment!r}")
+    return math.sqrt(max(m4 - v * v, 0.0) / n)
+
+
+class VarianceRatio(NamedTuple):
+    """Ratio of two measured variances; see :meth:`VarianceCheck.ratio` (arrays of one shape)."""
+
+    measured: np.ndarray  #: :math:`s_a^2 / s_b^2`
+    se: np.ndarray  #: its delta-method standard error
+    exact: np.ndarray  #: :math:`V_a / V_b`
+
+
+@dataclass(frozen=True)
+class VarianceCheck:
+    r"""Measured variances beside exact ones, with standard errors: :math:`z = (s^2 - V)/\operatorname{SE}`.
+
+    Build it with :func:`variance_check`. The three arrays have one shape (one entry
+    per comparison, e.g. ``(len(ks), 2)`` for two coordinates at several ``k``).
+    Indexing (``check[i]``) selects entries and returns a :class:`VarianceCheck`.
+    """
+
+    measured: np.ndarray
+    exact: np.ndarray
+    se: np.ndarray
+
+    @property
+    def z(self) -> np.ndarray:
+        r""":math:`(s^2 - V) / \operatorname{SE}`, entry by entry."""
+        return (self.measured - self.exact) / self.se
+
+    @property
+    def max_abs_z(self) -> float:
+        """The largest :math:`|z|` over all entries."""
+        return float(np.abs(self.z).max())
+
+    @property
+    def size(self) -> int:
+        """The number of comparisons."""
+        return int(self.measured.size)
+
+    def __getitem__(self, index) -> "VarianceCheck":
+        return VarianceCheck(*(np.asarray(a[index]) for a in (self.measured, self.exact, self.se)))
+
+    def ratio(self, other: "VarianceCheck") -> VarianceRatio:
+        r"""This check's variances over ``other``'s, entry by entry, with a standard error.
+
+        For independent measurements, the delta method gives
+        :math:`\operatorname{SE}(r) = r\sqrt{(\operatorname{SE}_a/V_a)^2 + (\operatorname{SE}_b/V_b)^2}`,
+        with the exact variances :math:`V` in the relative errors.
+        """
+        if not isinstance(other, VarianceCheck):
+            raise TypeError(f"other must be a VarianceCheck, got {type(other).__name__}")
+        if other.measured.shape != self.measured.shape:
+            raise ValueError(f"other must have shape {self.measured.shape}, got {other.measured.shape}")
+        if (self.exact == 0).any() or (other.exact == 0).any() or (other.measured == 0).any():
+            raise ValueError("a ratio needs nonzero exact variances and a nonzero measured denominator")
+        r = self.measured / other.measured
+        se = r * np.hypot(self.se / self.exact, other.se / other.exact)
+        return VarianceRatio(r, se, self.exact / other.exact)
+
+    @staticmethod
+    def concat(checks) -> "VarianceCheck":
+        """One flat :class:`VarianceCheck` of every entry of ``checks`` (in order)."""
+        checks = list(checks)
+        if not checks or not all(isinstance(c, VarianceCheck) for c in checks):
+            raise TypeError(f"checks must be a non-empty sequence of VarianceCheck, got {checks!r}")
+        return VarianceCheck(
+            *(np.concatenate([getattr(c, f).ravel() for c in checks]) for f in ("measured", "exact", "se"))
+        )
+
+
+def variance_check(measured, exact, se) -> VarianceCheck:
+    r"""Measured variances against exact ones, in standard errors.
+
+    Args:
+        measured: the sample variances :math:`s^2` (numbers, an array or a tensor).
+        exact: the exact variances :math:`V`, the same shape.
+        se: the standard error of each :math:`s^2`, the same shape, all :math:`> 0`
+            (:func:`sample_variance_se`, or a closed form's).
+
+    Returns:
+        A :class:`VarianceCheck` (float64 arrays) with :math:`z = (s^2 - V)/\operatorname{SE}`.
+    """
+    m, e, s = (_float_array(n, v) for n, v in (("measured", measured), ("exact", exact), ("se", se)))
+    if e.shape != m.shape or s.shape != m.shape:
+        raise ValueError(
+            f"measured, exact and se must have one shape, got {m.shape}, {e.shape} and {s.shape}"
+        )
+    if (m < 0).any() or (e < 0).any():
+        raise ValueError(f"variances must be >= 0, got measured={measured!r}, exact={exact!r}")
+    if not (s > 0).all():
+        raise ValueError(f"se must be > 0, got {se!r}")
+    return VarianceCheck(m, e, s)

@@ -12,14 +12,13 @@ import math
 
 import pytest
 import torch
+from torch.distributions import Categorical
 
 from companion.experiments.bandit import (
     BernoulliBandit,
+    _reinforce,
     exact_policy_gradient,
     expected_reward,
-    policy,
-    reinforce_estimates,
-    sample_actions,
     train_reinforce,
 )
 from companion.estimators import score_function
@@ -33,6 +32,17 @@ def _bandit(offset: float = 0.0) -> BernoulliBandit:
     return BernoulliBandit(PROBS, offset=offset)
 
 
+def _policy(theta: torch.Tensor) -> Categorical:
+    return Categorical(logits=theta)
+
+
+def _reinforce_estimates(bandit, n, baseline=None, seed=0) -> torch.Tensor:
+    """REINFORCE on the bandit as chapter 2 runs it: the library's score function, with the
+    reward of each pulled arm as f (pull draws its noise from torch's global generator)."""
+    torch.manual_seed(seed)
+    return score_function(bandit.pull, _policy, LOGITS, n, baseline=baseline)
+
+
 def test_exact_gradient_matches_autograd_of_enumerated_objective():
     """d J / d theta_k = pi_k (mu_k - J): the chain rule through the softmax,
     d pi_a / d theta_k = pi_a (1[a=k] - pi_k), summed against mu_a. Autograd of the
@@ -44,19 +54,6 @@ def test_exact_gradient_matches_autograd_of_enumerated_objective():
     torch.testing.assert_close(exact_policy_gradient(LOGITS, bandit), auto)
     # Shifting all rewards by a constant leaves the gradient unchanged (sum_k pi_k (1 - 1) = 0).
     torch.testing.assert_close(exact_policy_gradient(LOGITS, _bandit(0.0)), auto)
-
-
-def test_sample_actions_follow_the_softmax_policy():
-    """Each action frequency is a binomial proportion with standard error
-    sqrt(pi_k (1 - pi_k) / n)."""
-    n = 200_000
-    g = torch.Generator().manual_seed(1)
-    a = sample_actions(LOGITS, n, generator=g)
-    assert a.shape == (n,) and a.dtype == torch.int64
-    freq = torch.bincount(a, minlength=4).to(torch.float64) / n
-    pi = policy(LOGITS)
-    se = torch.sqrt(pi * (1 - pi) / n)
-    assert bool((torch.abs(freq - pi) < Z * se).all()), (freq, pi)
 
 
 def test_pull_gives_bernoulli_rewards_plus_offset():
@@ -80,8 +77,7 @@ def test_reinforce_is_unbiased_for_the_exact_policy_gradient(baseline):
     is O(1/n), so the iid standard error is accurate)."""
     bandit = _bandit(offset=2.0)
     n = 200_000
-    g = torch.Generator().manual_seed(3)
-    est = reinforce_estimates(LOGITS, bandit, n, baseline=baseline, generator=g)
+    est = _reinforce_estimates(bandit, n, baseline=baseline, seed=3)
     assert est.shape == (n, 4)
     exact = exact_policy_gradient(LOGITS, bandit)
     se = est.std(0) / math.sqrt(n)
@@ -94,14 +90,13 @@ def test_the_unbiasedness_check_has_power():
     tolerance the check must reject it, and must reject an estimate of zero."""
     bandit = _bandit(offset=2.0)
     n = 200_000
-    g = torch.Generator().manual_seed(4)
-    est = reinforce_estimates(LOGITS, bandit, n, generator=g)
-    pi = policy(LOGITS)
-    # Recover e_a r from the estimates: est = r (e_a - pi), and sum_k est_k = r (1 - 1) = 0,
-    # so draw again with the same seed and rebuild the wrong estimator from actions and rewards.
-    g = torch.Generator().manual_seed(4)
-    a = sample_actions(LOGITS, n, generator=g)
-    r = bandit.pull(a, generator=g)
+    est = _reinforce_estimates(bandit, n, seed=4)
+    pi = torch.softmax(LOGITS, -1)
+    # Redraw the same actions and rewards (same seed, same order as score_function) and
+    # build the wrong estimator from them.
+    torch.manual_seed(4)
+    a = _policy(LOGITS).sample((n,))
+    r = bandit.pull(a)
     torch.testing.assert_close(est, r[:, None] * (torch.nn.functional.one_hot(a, 4) - pi))
     wrong = r[:, None] * torch.nn.functional.one_hot(a, 4).to(torch.float64)
     exact = exact_policy_gradient(LOGITS, bandit)
@@ -116,11 +111,10 @@ def test_reinforce_variance_matches_enumeration_and_grows_with_offset():
     So E[g_k^2] = sum_a pi_a E[r^2|a] (1[a=k] - pi_k)^2, Var = E[g_k^2] - (dJ/dtheta_k)^2.
     The sample variance's standard error is sqrt((E[g^4] - E[g^2]^2) / n) to first order."""
     n = 200_000
-    pi = policy(LOGITS)
+    pi = torch.softmax(LOGITS, -1)
     for offset in (0.0, 5.0):
         bandit = _bandit(offset)
-        g = torch.Generator().manual_seed(5)
-        est = reinforce_estimates(LOGITS, bandit, n, generator=g)
+        est = _reinforce_estimates(bandit, n, seed=5)
         c, q = offset, PROBS
         r2 = (1 - q) * c**2 + q * (c + 1) ** 2
         r4 = (1 - q) * c**4 + q * (c + 1) ** 4
@@ -134,22 +128,30 @@ def test_reinforce_variance_matches_enumeration_and_grows_with_offset():
 
 
 def _var_at(offset: float) -> torch.Tensor:
-    g = torch.Generator().manual_seed(6)
-    return reinforce_estimates(LOGITS, _bandit(offset), 50_000, generator=g).var(0)
+    return _reinforce_estimates(_bandit(offset), 50_000, seed=6).var(0)
 
 
-def test_matches_companion_score_function_with_categorical():
-    """The closed-form softmax score e_a - pi equals autograd's grad log pi(a) as used
-    by companion.estimators.score_function, so both estimate the same gradient: the
-    two means agree within 5 combined standard errors, and both with the exact one."""
-    bandit = _bandit()
-    n = 100_000
-    torch.manual_seed(7)
-    mu = bandit.means(like=LOGITS)
-    sf = score_function(lambda a: mu[a], lambda th: torch.distributions.Categorical(logits=th), LOGITS, n)
-    exact = exact_policy_gradient(LOGITS, bandit)
-    se = sf.std(0) / math.sqrt(n)
-    assert bool((torch.abs(sf.mean(0) - exact) < Z * se).all())
+@pytest.mark.parametrize("baseline", [None, 1.5, "loo"])
+def test_training_step_is_the_library_score_function(baseline):
+    """train_reinforce's step writes the softmax score out, (r_i - b_i)(e_{a_i} - pi), for
+    many runs at once: for the same actions and rewards it equals (r_i - b_i) times
+    autograd's grad log pi(a_i), with the library's leave-one-out baseline."""
+    from companion.estimators import loo_baseline
+
+    g = torch.Generator().manual_seed(8)
+    logits = torch.randn(3, 4, generator=g, dtype=torch.float64)        # 3 runs
+    actions = torch.randint(0, 4, (3, 5), generator=g)                  # 5 pulls each
+    rewards = torch.rand(3, 5, generator=g, dtype=torch.float64) + 2.0
+    pi = torch.softmax(logits, -1)
+    got = _reinforce(pi, actions, rewards, baseline)
+    assert got.shape == (3, 5, 4)
+    b = {None: 0.0, 1.5: 1.5, "loo": loo_baseline(rewards, -1)}[baseline]
+    for run in range(3):
+        for i in range(5):
+            th = logits[run].clone().requires_grad_(True)
+            (score,) = torch.autograd.grad(_policy(th).log_prob(actions[run, i]), th)
+            weight = (rewards - b)[run, i] if baseline is not None else rewards[run, i]
+            torch.testing.assert_close(got[run, i], weight * score)
 
 
 def test_learning_improves_expected_reward_and_baseline_helps_with_offset():
@@ -186,9 +188,7 @@ def test_huge_logits_stay_finite():
     bandit = _bandit()
     logits = torch.tensor([1e4, -1e4, 0.0, 5e3], dtype=torch.float64)
     assert bool(torch.isfinite(exact_policy_gradient(logits, bandit)).all())
-    est = reinforce_estimates(logits, bandit, 100, baseline="loo", generator=torch.Generator().manual_seed(0))
-    assert bool(torch.isfinite(est).all())
-    assert bool((sample_actions(logits, 100) == 0).all())
+    assert bool(torch.isfinite(expected_reward(logits, bandit)))
 
 
 @pytest.mark.parametrize(
@@ -203,11 +203,11 @@ def test_huge_logits_stay_finite():
         (lambda: _bandit().pull(torch.tensor([0.0])), TypeError, "actions"),
         (lambda: expected_reward(torch.zeros(3, dtype=torch.float64), _bandit()), ValueError, "logits"),
         (lambda: expected_reward(LOGITS, "bandit"), TypeError, "bandit"),
-        (lambda: policy(torch.tensor([0.0, float("inf")])), ValueError, "logits"),
-        (lambda: reinforce_estimates(LOGITS, _bandit(), 0), ValueError, "n_samples"),
-        (lambda: reinforce_estimates(LOGITS, _bandit(), 1, baseline="loo"), ValueError, "loo"),
-        (lambda: reinforce_estimates(LOGITS, _bandit(), 4, baseline="running"), ValueError, "baseline"),
-        (lambda: sample_actions(LOGITS, 2, generator="g"), TypeError, "generator"),
+        (lambda: exact_policy_gradient(torch.tensor([0.0, float("inf"), 0.0, 0.0]), _bandit()), ValueError,
+         "logits"),
+        (lambda: _bandit().pull(torch.tensor([0, 1]), generator="g"), TypeError, "generator"),
+        (lambda: train_reinforce(_bandit(), 10, lr=0.1, baseline="loo", batch_size=1), ValueError, "loo"),
+        (lambda: train_reinforce(_bandit(), 10, lr=0.1, baseline=float("nan")), ValueError, "baseline"),
         (lambda: train_reinforce(_bandit(), 10, lr=-1.0), ValueError, "lr"),
         (lambda: train_reinforce(_bandit(), 10, lr=0.1, baseline="mean"), ValueError, "baseline"),
         (lambda: train_reinforce(_bandit(), 10, lr=0.1, n_runs=0), ValueError, "n_runs"),
@@ -217,3 +217,21 @@ def test_huge_logits_stay_finite():
 def test_bad_input_names_the_argument(call, exc, match):
     with pytest.raises(exc, match=match):
         call()
+
+
+def test_commitment_counts_committed_runs_and_favourite_arms():
+    """Three runs: one with 0.95 on arm 2, one with 0.8 on arm 0, one with 0.91 on arm 2.
+    At level 0.9 two runs are committed; arm 2 is the favourite of two runs, arm 0 of one."""
+    def logits_for(p):
+        return torch.log(torch.tensor(p, dtype=torch.float64))
+
+    logits = torch.stack([logits_for([0.02, 0.01, 0.95, 0.02]), logits_for([0.8, 0.1, 0.05, 0.05]),
+                          logits_for([0.03, 0.03, 0.91, 0.03])])
+    curves = train_reinforce(_bandit(), 1, 0.1, n_runs=3)
+    curves.logits = logits
+    n, counts = curves.commitment(0.9)
+    assert n == 2
+    assert counts.tolist() == [1, 0, 2, 0]
+    assert curves.commitment(0.5)[0] == 3
+    with pytest.raises(ValueError, match="level"):
+        curves.commitment(1.5)

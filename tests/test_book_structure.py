@@ -91,3 +91,14 @@ def test_every_glue_reference_has_a_stored_record(path):
             if not target.exists() or key not in _glue_keys(target):
                 missing.append(f"{source + '::' if source else ''}{key}")
     assert not missing, f"{path.name}: glue references without a stored record: {missing}"
+
+
+_TEST_FILE = re.compile(r"tests/test_\w+\.py")
+
+
+def test_every_test_file_the_book_names_exists():
+    """The prose sends readers to test files by name; a moved test must not leave a dead name."""
+    pages = NOTEBOOKS + sorted((ROOT / "book").glob("*.md"))
+    missing = sorted({(p.name, name) for p in pages for name in _TEST_FILE.findall(p.read_text())
+                      if not (ROOT / name).exists()})
+    assert not missing, f"the book names test files that do not exist: {missing}"

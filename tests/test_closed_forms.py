@@ -329,3 +329,49 @@ def test_variance_crossover_values_and_errors():
         cf.gaussian_variance_crossover("quadratic", 0)
     with pytest.raises(ValueError, match="col"):
         cf.gaussian_variance_crossover("exp", 2)
+
+
+@pytest.mark.parametrize("mu, c", [(1.0, 0.0), (1.0, 8.0), (-0.7, -4.0), (2.0, 3.5)])
+def test_square_score_moments_match_quadrature(mu, c):
+    """Chapter 2's term (x^2 + c)(x - mu), x ~ N(mu, 1): the closed-form variance and the
+    Gauss-Hermite fourth central moment agree with adaptive quadrature of (g - 2 mu)^2 and
+    (g - 2 mu)^4 (the mean is 2 mu for every c, the score having mean zero)."""
+    var, m4 = cf.square_score_moments(mu, c)
+
+    def g(e):
+        return ((mu + e) ** 2 + c) * e
+
+    assert cf.normal_expectation(g) == pytest.approx(2 * mu, abs=1e-10)
+    assert var == pytest.approx(cf.normal_expectation(lambda e: (g(e) - 2 * mu) ** 2), rel=1e-10)
+    assert m4 == pytest.approx(cf.normal_expectation(lambda e: (g(e) - 2 * mu) ** 4), rel=1e-9)
+    # the parabola's minimum is at c = -(mu^2 + 3), where the variance is 8 mu^2 + 6
+    assert cf.square_score_moments(mu, -(mu**2 + 3))[0] == pytest.approx(8 * mu**2 + 6)
+    with pytest.raises(TypeError, match="c"):
+        cf.square_score_moments(mu, "8")
+
+
+@pytest.mark.parametrize("estimator, baseline", [("pathwise", None), ("score_function", None),
+                                                 ("score_function", "optimal")])
+@pytest.mark.parametrize("k, lam", [(0.0, 1.0), (4.0, 1.0), (1.5, 2.0)])
+def test_exponential_estimator_moments_match_quadrature(estimator, baseline, k, lam):
+    """Mean, variance and fourth central moment of the exponential's per-sample estimators
+    (pathwise -2(z-k)z/lambda, score (z-k)^2 (1/lambda - z) minus b* times the score),
+    integrated against lambda e^{-lambda z} by adaptive quadrature; the mean is the exact
+    gradient, the variance the closed form of exponential_estimator_variance."""
+    from scipy import integrate
+
+    mean, var, m4 = cf.exponential_estimator_moments(estimator, k, lam, baseline)
+    b = cf.exponential_optimal_baseline(k, lam) if baseline else 0.0
+
+    def g(z):
+        if estimator == "pathwise":
+            return -2 * (z - k) * z / lam
+        return ((z - k) ** 2 - b) * (1 / lam - z)
+
+    def expect(h):
+        return integrate.quad(lambda z: h(z) * lam * math.exp(-lam * z), 0, math.inf, epsrel=1e-12)[0]
+
+    assert mean == pytest.approx(cf.exponential_gradient(k, lam), rel=1e-10, abs=1e-12)
+    assert var == pytest.approx(expect(lambda z: (g(z) - mean) ** 2), rel=1e-8)
+    assert var == pytest.approx(cf.exponential_estimator_variance(estimator, k, lam, baseline), rel=1e-12)
+    assert m4 == pytest.approx(expect(lambda z: (g(z) - mean) ** 4), rel=1e-7)

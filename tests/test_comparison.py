@@ -263,15 +263,6 @@ def test_tables_fit_the_book_column():
     assert lines[5].split()[1:] == ["yes", "yes", "yes", "-", "~", "~", "~", "~"]  # categorical
 
 
-def test_variance_checks_rows():
-    results = comparison.compare_all(n_samples=200, repeats=1, seeds=[0], time_samples=50)
-    rows = comparison.variance_checks(results)
-    assert [(r[0], r[1]) for r in rows] == [
-        (k, e) for k in ("quadratic", "exp", "cos", "exponential") for e in ("score_function", "pathwise")
-    ]
-    assert all(se > 0 and exact > 0 for _, _, _, exact, se in rows)
-
-
 def test_estimators_are_named_by_the_catalogue_and_print_as_before():
     """The comparison's estimators are canonical keys with a temperature apart; their
     display and short names are derived from companion.catalogue, and read as chapter 8

@@ -6,9 +6,19 @@ import math
 
 import numpy as np
 import pytest
+import torch
 
 from companion.experiments import closed_forms as cf
-from companion.experiments.variance_check import per_sample_estimator, simulate_max_abs_z
+from companion.experiments.variance_check import (
+    KEYS,
+    exact_gaussian_variance,
+    gaussian_cases,
+    gaussian_crossover,
+    measure_exponential,
+    measure_gaussian,
+    per_sample_estimator,
+    simulate_max_abs_z,
+)
 
 
 @pytest.mark.parametrize("name", cf.GAUSSIAN_TEST_FUNCTIONS)
@@ -58,3 +68,58 @@ def test_bad_arguments():
         simulate_max_abs_z([], 100, 10, rng)
     with pytest.raises(ValueError, match="n_samples"):
         simulate_max_abs_z([("cos", "pathwise", 1.0, 0, None)], 1, 10, rng)
+
+
+@pytest.mark.parametrize("key", KEYS)
+def test_measured_gaussian_variances_match_the_closed_forms(key, seed):
+    """measure_gaussian runs the library's estimators: with N = 20000 samples per k every
+    measured variance (both coordinates) lies within 5 standard errors
+    sqrt((m4 - V^2)/N) of gaussian_estimator_variance. The score function's estimates are
+    polynomials of degree 3-4 in eps for the quadratic, so its sample variances are skewed;
+    at this N the largest |z| of a correct experiment is still far below 5 (chapter 3's
+    simulation)."""
+    check = measure_gaussian("quadratic", key, [-1.0, 2.0], 20_000)
+    assert check.measured.shape == (2, 2)
+    assert check.max_abs_z < 5, check
+    expo = measure_exponential(key, [0.0, 4.0], 20_000)
+    assert expo.measured.shape == (2,)
+    assert expo.max_abs_z < 5, expo
+
+
+def test_the_variance_measurement_has_power():
+    """Control: the score function's measured variances are far (many SE) from the
+    pathwise estimator's exact ones, so a swapped estimator would fail the check above."""
+    torch.manual_seed(0)
+    sf = measure_gaussian("quadratic", "score_function", [2.0], 20_000)
+    pw_exact = np.array([exact_gaussian_variance("quadratic", "pathwise", 2.0)])
+    assert (np.abs(sf.measured - pw_exact) / sf.se).min() > 5
+
+
+def test_cases_follow_the_keys():
+    cases = gaussian_cases({"cos": [1.0, 2.0]})
+    assert len(cases) == len(KEYS) * 2 * 2
+    assert cases[0] == ("cos", "pathwise", 1.0, 0, None)
+    assert cases[-1] == ("cos", "score_function", 2.0, 1, "optimal")
+    with pytest.raises(ValueError, match="key"):
+        exact_gaussian_variance("cos", "score function", 1.0)
+    with pytest.raises(ValueError, match="key"):
+        gaussian_crossover("cos", 0, "pathwise")
+    with pytest.raises(TypeError, match="k_points"):
+        gaussian_cases([])
+    assert gaussian_crossover("exp", 0) == pytest.approx(cf.gaussian_variance_crossover("exp", 0))
+
+
+def test_comparison_variance_rows_lie_within_5_standard_errors(seed):
+    """Chapter 8's variance checks (comparison.variance_checks): for the Gaussian problems
+    and the exponential, the measured total variance of the plain score function and of the
+    pathwise estimator (N = 20000 samples) lies within 5 standard errors of the closed
+    form, where the row's SE is the sum of the coordinates' SE (an upper bound on the SE
+    of the sum), so the check is if anything lenient; the rows must all be there."""
+    from companion.experiments import comparison
+
+    results = comparison.compare_all(n_samples=20_000, repeats=1, seeds=[seed], time_samples=50)
+    rows, check = comparison.variance_checks(results)
+    assert rows == [(k, e) for k in ("quadratic", "exp", "cos", "exponential")
+                    for e in ("score_function", "pathwise")]
+    assert (check.exact > 0).all() and (check.se > 0).all()
+    assert check.max_abs_z < 5, list(zip(rows, check.z))

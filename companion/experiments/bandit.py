@@ -18,7 +18,14 @@ a baseline). The policy is a softmax over logits :math:`\theta \in \mathbb R^K`,
     J(\theta) = \mathbb E_{a \sim \pi_\theta}\,\mathbb E[r \mid a] = \sum_a \pi_\theta(a)\, \mu_a ,
 
 and :math:`\nabla_\theta J` has the closed form
-:math:`\partial J / \partial \theta_k = \pi_\theta(k)\,(\mu_k - J(\theta))`.
+:math:`\partial J / \partial \theta_k = \pi_\theta(k)\,(\mu_k - J(\theta))`
+(:func:`exact_policy_gradient`).
+
+REINFORCE is the score-function estimator: one policy's per-sample estimates are
+``companion.estimators.score_function(bandit.pull, lambda t: Categorical(logits=t),
+logits, n)``, the reward of a pulled arm playing the part of :math:`f`.
+:func:`train_reinforce` runs the same estimator, with the softmax's score written out,
+for many learning runs at once.
 
 All randomness (actions and rewards) is drawn on the CPU from a
 ``torch.Generator`` and then moved to the logits' device, so CPU and GPU runs of
@@ -34,26 +41,23 @@ from typing import Optional, Union
 
 import torch
 
+from companion.estimators import Baseline, check_baseline, loo_baseline
+from companion.experiments import categorical
 from companion.validation import check_finite, check_positive_int, check_tensor
 
 __all__ = [
     "BernoulliBandit",
-    "policy",
     "expected_reward",
     "exact_policy_gradient",
-    "sample_actions",
-    "reinforce_estimates",
     "LearningCurves",
     "train_reinforce",
 ]
 
 
-def _check_logits(logits, k: Optional[int] = None) -> torch.Tensor:
-    check_tensor("logits", logits)
-    check_finite("logits", logits)
-    if logits.dim() < 1 or logits.shape[-1] < 2:
-        raise ValueError(f"logits must have a last dimension of at least 2 arms, got shape {tuple(logits.shape)}")
-    if k is not None and logits.shape[-1] != k:
+def _check_logits(logits, k: int) -> torch.Tensor:
+    """The package's logits check (finite, floating, ``(..., K)``), and one logit per arm."""
+    logits = categorical._check_logits(logits, batched=True)
+    if logits.shape[-1] != k:
         raise ValueError(f"logits must have last dimension {k} (one per arm), got shape {tuple(logits.shape)}")
     return logits
 
@@ -134,11 +138,6 @@ class BernoulliBandit:
         return f"BernoulliBandit(probs={self.probs.tolist()}, offset={self.offset})"
 
 
-def policy(logits: torch.Tensor) -> torch.Tensor:
-    r"""Softmax policy :math:`\pi_\theta(a) = e^{\theta_a} / \sum_k e^{\theta_k}` over the last dimension."""
-    return _softmax(_check_logits(logits))
-
-
 def expected_reward(logits: torch.Tensor, bandit: BernoulliBandit) -> torch.Tensor:
     r"""The objective :math:`J(\theta) = \sum_a \pi_\theta(a)\, \mu_a`, exactly, by enumerating the arms.
 
@@ -162,37 +161,8 @@ def exact_policy_gradient(logits: torch.Tensor, bandit: BernoulliBandit) -> torc
         = \pi_\theta(k)\,\bigl(\mu_k - J(\theta)\bigr).
     """
     _check_bandit(bandit)
-    logits = _check_logits(logits, bandit.n_arms).detach()
-    pi = _softmax(logits)
-    mu = bandit.means(like=logits)
-    return pi * (mu - (pi * mu).sum(-1, keepdim=True))
-
-
-def sample_actions(logits: torch.Tensor, n: int, generator: Optional[torch.Generator] = None) -> torch.Tensor:
-    r"""Draw :math:`n` actions :math:`a \sim \pi_\theta` per policy by the inverse CDF.
-
-    With :math:`u \sim U(0, 1)` drawn on the CPU,
-    :math:`a = \#\{k < K-1 : \sum_{j \le k} \pi_\theta(j) \le u\}`, the smallest
-    :math:`a` whose cumulative probability exceeds :math:`u`.
-
-    Args:
-        logits: shape ``(..., K)``.
-        n: number of actions per policy, :math:`n \ge 1`.
-        generator: optional CPU ``torch.Generator``.
-
-    Returns:
-        ``int64`` tensor of shape ``(..., n)`` on ``logits``' device.
-    """
-    logits = _check_logits(logits)
-    n = check_positive_int("n", n)
-    _check_generator(generator)
-    cdf = torch.cumsum(_softmax(logits.detach()), dim=-1)
-    u = torch.rand(logits.shape[:-1] + (n,), generator=generator, dtype=logits.dtype).to(logits.device)
-    a = torch.searchsorted(cdf.contiguous(), u.contiguous(), right=True)
-    return a.clamp_(max=logits.shape[-1] - 1)
-
-
-Baseline = Union[None, float, int, str]
+    logits = _check_logits(logits, bandit.n_arms)
+    return categorical._expectation_gradient(logits, bandit.means(like=logits))  # checked above
 
 
 def _check_bandit(bandit) -> None:
@@ -200,78 +170,19 @@ def _check_bandit(bandit) -> None:
         raise TypeError(f"bandit must be a BernoulliBandit, got {type(bandit).__name__}")
 
 
-def _check_estimate_baseline(baseline, n: int, allowed: tuple[str, ...]):
-    if baseline is None:
-        return None
-    if isinstance(baseline, str):
-        if baseline not in allowed:
-            raise ValueError(f"baseline must be None, a number or one of {allowed}, got {baseline!r}")
-        if baseline == "loo" and n < 2:
-            raise ValueError(f"baseline='loo' needs at least 2 samples per step, got {n}")
-        return baseline
-    if isinstance(baseline, bool) or not isinstance(baseline, numbers.Real):
-        raise TypeError(f"baseline must be None, a number or one of {allowed}, got {baseline!r}")
-    if baseline != baseline or abs(baseline) == float("inf"):
-        raise ValueError(f"baseline must be finite, got {baseline!r}")
-    return float(baseline)
-
-
 def _reinforce(pi, actions, rewards, baseline) -> torch.Tensor:
-    """Per-sample estimates ``(..., n, K)`` from the policy ``(..., K)``, actions and rewards ``(..., n)``."""
+    r"""Per-sample score-function estimates :math:`(r_i - b_i)(e_{a_i} - \pi_\theta)`, shape
+    ``(..., n, K)``, from the policy ``(..., K)``, actions and rewards ``(..., n)``: the
+    estimator of :func:`companion.estimators.score_function` with the softmax's score
+    :math:`\nabla_\theta \log \pi_\theta(a) = e_a - \pi_\theta` written out, for many runs at once."""
     score = torch.nn.functional.one_hot(actions, pi.shape[-1]).to(pi.dtype) - pi.unsqueeze(-2)
     if baseline is None:
         weights = rewards
     elif baseline == "loo":
-        n = rewards.shape[-1]
-        weights = rewards - (rewards.sum(-1, keepdim=True) - rewards) / (n - 1)
+        weights = rewards - loo_baseline(rewards, -1)
     else:
         weights = rewards - baseline
     return weights.unsqueeze(-1) * score
-
-
-def reinforce_estimates(
-    logits: torch.Tensor,
-    bandit: BernoulliBandit,
-    n_samples: int,
-    baseline: Baseline = None,
-    generator: Optional[torch.Generator] = None,
-) -> torch.Tensor:
-    r"""Per-sample REINFORCE estimates of :math:`\nabla_\theta J` for one softmax policy.
-
-    With :math:`a_i \sim \pi_\theta`, :math:`r_i` the reward of pulling :math:`a_i`,
-    and the softmax score :math:`\nabla_\theta \log \pi_\theta(a) = e_a - \pi_\theta`
-    (:math:`e_a` the one-hot vector of :math:`a`),
-
-    .. math::
-
-        \hat g_i = (r_i - b_i)\,\bigl(e_{a_i} - \pi_\theta\bigr),
-
-    with :math:`b_i = 0` (``None``), a constant :math:`b`, or the leave-one-out mean
-    :math:`b_i = \frac{1}{N-1}\sum_{j \ne i} r_j` (``"loo"``). Each is unbiased
-    because :math:`\mathbb E_{\pi_\theta}[e_a - \pi_\theta] = 0` and :math:`b_i` does
-    not depend on :math:`a_i`. Same convention as
-    :func:`companion.estimators.score_function`: row :math:`i` is sample :math:`i`'s estimate.
-
-    Args:
-        logits: :math:`\theta`, shape ``(K,)``.
-        bandit: the :class:`BernoulliBandit`.
-        n_samples: number of pulls :math:`N \ge 1`.
-        baseline: ``None``, a number, or ``"loo"``.
-        generator: optional CPU ``torch.Generator``.
-
-    Returns:
-        Tensor of shape ``(n_samples, K)`` on ``logits``' device.
-    """
-    _check_bandit(bandit)
-    logits = _check_logits(logits, bandit.n_arms)
-    if logits.dim() != 1:
-        raise ValueError(f"logits must have shape ({bandit.n_arms},) for one policy, got {tuple(logits.shape)}")
-    n = check_positive_int("n_samples", n_samples)
-    baseline = _check_estimate_baseline(baseline, n, ("loo",))
-    logits = logits.detach()
-    actions = sample_actions(logits, n, generator=generator)
-    rewards = bandit.pull(actions, generator=generator).to(logits.dtype)
-    return _reinforce(_softmax(logits), actions, rewards, baseline)
 
 
 @dataclass
@@ -291,6 +202,19 @@ class LearningCurves:
     best_arm_prob: torch.Tensor
     logits: torch.Tensor
 
+    def commitment(self, level: float = 0.9) -> tuple[int, torch.Tensor]:
+        r"""How many runs ended committed to one arm, and which arms the runs favour.
+
+        Returns ``(n_committed, counts)``: the number of runs whose final policy puts more
+        than ``level`` on a single arm, :math:`\max_a \pi_\theta(a) > \text{level}`, and,
+        for each arm, how many runs have it as their most likely arm (shape ``(K,)``,
+        summing to the number of runs).
+        """
+        if isinstance(level, bool) or not isinstance(level, numbers.Real) or not 0 < level < 1:
+            raise ValueError(f"level must be a number in (0, 1), got {level!r}")
+        top, arm = torch.softmax(self.logits, -1).max(-1)
+        return int((top > level).sum()), arm.bincount(minlength=self.logits.shape[-1])
+
 
 def train_reinforce(
     bandit: BernoulliBandit,
@@ -305,7 +229,8 @@ def train_reinforce(
 ) -> LearningCurves:
     r"""Learn a softmax policy by stochastic gradient ascent on :math:`J` with REINFORCE.
 
-    Every step draws ``batch_size`` actions per run, pulls them, and updates
+    Every step draws ``batch_size`` actions per run
+    (:func:`companion.experiments.categorical.inverse_cdf_category`), pulls them, and updates
 
     .. math::
 
@@ -336,7 +261,7 @@ def train_reinforce(
     seed = check_positive_int("seed", seed, minimum=0)
     if isinstance(lr, bool) or not isinstance(lr, numbers.Real) or not (lr > 0) or lr == float("inf"):
         raise ValueError(f"lr must be a finite number > 0, got {lr!r}")
-    baseline = _check_estimate_baseline(baseline, batch_size, ("running", "loo"))
+    baseline = check_baseline(baseline, batch_size, named=("running", "loo"))
     if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
         raise TypeError(f"dtype must be a floating torch.dtype, got {dtype!r}")
     device = torch.device(device)
@@ -364,8 +289,7 @@ def train_reinforce(
         if t == n_steps:
             break
         u_action, u_reward = noise[:, t, 0].contiguous(), noise[:, t, 1]
-        cdf = torch.cumsum(pi, dim=-1)
-        actions = torch.searchsorted(cdf, u_action.to(device), right=True).clamp_(max=bandit.n_arms - 1)
+        actions = categorical.inverse_cdf_category(logits, u_action.to(device))
         rewards = bandit.offset + (u_reward < cpu_probs[actions.cpu()]).to(dtype).to(device)
         if baseline == "running":
             b = rewards_sum / (t * batch_size) if t > 0 else torch.zeros_like(rewards_sum)

@@ -69,11 +69,13 @@ __all__ = [
     "gaussian_estimator_variance",
     "gaussian_variance_standard_error",
     "gaussian_variance_crossover",
+    "square_score_moments",
     "exponential_expectation",
     "exponential_gradient",
     "exponential_optimal_baseline",
     "exponential_estimator_variance",
     "exponential_variance_standard_error",
+    "exponential_estimator_moments",
 ]
 
 #: The Gaussian test functions by name, for :math:`(x-k)^2`, :math:`e^{-kx^2}` and :math:`\cos kx`.
@@ -453,6 +455,34 @@ def gaussian_variance_crossover(
     return float(brentq(log_ratio, lo, hi, xtol=1e-6))
 
 
+def square_score_moments(mu: float, c: float = 0.0) -> tuple[float, float]:
+    r"""Variance and fourth central moment of chapter 2's score-function term
+    :math:`\hat g = (x^2 + c)(x - \mu)`, :math:`x \sim \mathcal N(\mu, 1)`.
+
+    With :math:`x = \mu + \varepsilon`, :math:`\hat g = \mu^2\varepsilon + 2\mu\varepsilon^2
+    + \varepsilon^3 + c\,\varepsilon` has mean :math:`2\mu`; the Gaussian moments
+    :math:`\mathbb E[\varepsilon^{2m}] = 1, 1, 3, 15` give
+
+    .. math::
+
+        \operatorname{Var}[\hat g] = \mu^4 + 14\mu^2 + 15 + 2c\,(\mu^2 + 3) + c^2 ,
+
+    a parabola in :math:`c` with its minimum at :math:`c = -(\mu^2 + 3) = -b^\star`. The
+    fourth central moment :math:`\mathbb E[(\hat g - 2\mu)^4]`, a polynomial of degree 12 in
+    :math:`\varepsilon`, is integrated exactly by a 20-node Gauss-Hermite rule
+    (:func:`normal_expectation`); with it, a measured variance's standard error
+    (:func:`companion.stats.sample_variance_se`).
+    """
+    m, c = _real("mu", mu), _real("c", c)
+    variance = m**4 + 14 * m**2 + 15 + 2 * c * (m**2 + 3) + c**2
+
+    def term(e):
+        return ((m + e) ** 2 + c) * e - 2 * m
+
+    m4 = normal_expectation(lambda e: term(e) ** 4, method="gauss_hermite", n_nodes=20)
+    return variance, m4
+
+
 # --------------------------------------------------------------------------- exponential
 def exponential_expectation(k: float, rate: float) -> float:
     r""":math:`\mathbb E_{z \sim \operatorname{Exp}(\lambda)}[(z-k)^2] = \frac{2}{\lambda^2} - \frac{2k}{\lambda} + k^2`,
@@ -537,9 +567,32 @@ def exponential_variance_standard_error(
     k, rate = _real("k", k), _positive("rate", rate)
     n = check_positive_int("n_samples", n_samples)
     _baseline(estimator, baseline)
+    _, v, m4 = _exponential_moments(estimator, k, rate, baseline)
+    return math.sqrt(max(m4 - v * v, 0.0) / n)
+
+
+def _exponential_moments(estimator: str, k: float, rate: float, baseline) -> tuple[float, float, float]:
     b = exponential_optimal_baseline(k, rate) if baseline else 0.0
     g = _exponential_per_sample(estimator, k, rate, b)
     mean = _exp_moment(g.coef, rate)
     v = _exp_moment(((g - mean) ** 2).coef, rate)
     m4 = _exp_moment(((g - mean) ** 4).coef, rate)
-    return math.sqrt(max(m4 - v * v, 0.0) / n)
+    return mean, v, m4
+
+
+def exponential_estimator_moments(
+    estimator: str, k: float, rate: float, baseline: str | None = None
+) -> tuple[float, float, float]:
+    r"""Mean, variance :math:`\mathbb V` and fourth central moment :math:`m_4` of one sample's
+    estimate of :math:`\partial_\lambda \mathbb E[(z-k)^2]`, :math:`z \sim \operatorname{Exp}(\lambda)`.
+
+    Exact: the per-sample estimators are polynomials in :math:`z` (see
+    :func:`exponential_estimator_variance`) and :math:`\mathbb E[z^n] = n!/\lambda^n`. The
+    kurtosis :math:`m_4/\mathbb V^2` (3 for a Gaussian) says how far a sample variance's
+    distribution is from normal at a given :math:`N`. ``baseline`` as in
+    :func:`exponential_estimator_variance`.
+    """
+    estimator = _estimator(estimator)
+    k, rate = _real("k", k), _positive("rate", rate)
+    _baseline(estimator, baseline)
+    return _exponential_moments(estimator, k, rate, baseline)

@@ -57,18 +57,17 @@ This module holds the numerics; the text tables and the figure that show them ar
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import torch
 from torch.distributions import Categorical, Distribution, Exponential, Normal
 
 from companion import catalogue, estimators
-from companion.device import synchronize
 
 from companion.experiments import categorical, closed_forms, gumbel_batches
-from companion.stats import BiasEstimate
+from companion.experiments.timing import best_time
+from companion.stats import BiasEstimate, VarianceCheck, variance_check
 from companion.validation import check_choice, check_positive_int
 
 __all__ = [
@@ -83,6 +82,7 @@ __all__ = [
     "measure",
     "compare_all",
     "variance_checks",
+    "VarianceChecks",
     "variance_replications",
     "time_per_sample",
     "time_to_accuracy",
@@ -410,15 +410,7 @@ def time_per_sample(problem: Problem, estimator: Estimator | str, n_samples: int
     problem, estimator = _check_problem(problem), _check_estimator(estimator)
     n = check_positive_int("n_samples", n_samples, minimum=2)
     repeats = check_positive_int("repeats", repeats)
-    device = problem.params.device
-    times = []
-    for _ in range(repeats):
-        synchronize(device)
-        start = time.perf_counter()
-        estimate(problem, estimator, n)
-        synchronize(device)
-        times.append(time.perf_counter() - start)
-    return min(times) / n
+    return best_time(lambda: estimate(problem, estimator, n), repeats, problem.params.device) / n
 
 
 def measure(problem: Problem, estimator: Estimator | str, n_samples: int = 100_000, *, seeds=range(5),
@@ -504,33 +496,43 @@ def seed_ratio(results: list[Measurement], problem: str, numerator: Estimator | 
     return a.variance / b.variance, min(per_seed), max(per_seed)
 
 
-def variance_checks(results: list[Measurement]) -> list[tuple[str, str, float, float, float]]:
+class VarianceChecks(NamedTuple):
+    """:func:`variance_checks`' result: which comparison each entry of ``check`` is."""
+
+    rows: list[tuple[str, str]]  #: ``(problem, estimator)``, ``estimator`` its canonical key
+    check: VarianceCheck  #: measured against exact variances, with standard errors and z
+
+
+def variance_checks(results: list[Measurement]) -> VarianceChecks:
     r"""Measured against exact variances, where chapters 3 and 4 derived them.
 
     For the Gaussian problems and the exponential, the plain score function's and the
     pathwise estimator's :math:`\operatorname{tr}\Sigma` have closed forms
-    (:mod:`companion.experiments.closed_forms`). Returns rows ``(problem, estimator, measured, exact,
-    se)``, ``estimator`` its canonical key, ``measured`` the pooled variance of all seeds' samples and ``se`` the standard
-    error of a sample variance of that many samples, :math:`\sqrt{(m_4 - v^2)/N}` per
-    coordinate; for two coordinates the sum of their standard errors, an upper bound on
-    the standard error of the sum. (For a heavy-tailed estimator the sample variance is
-    far from normal and ``se`` says little about a single run: see
-    :func:`variance_replications`.)
+    (:mod:`companion.experiments.closed_forms`). Returns the ``(problem, estimator)`` rows
+    and one :class:`companion.stats.VarianceCheck` (the table chapters 3 and 4 print too):
+    ``measured`` the pooled variance of all seeds' samples, ``se`` the standard error of a
+    sample variance of that many samples, :math:`\sqrt{(m_4 - v^2)/N}` per coordinate; for
+    two coordinates the sum of their standard errors, an upper bound on the standard error
+    of the sum. (For a heavy-tailed estimator the sample variance is far from normal and
+    ``se`` says little about a single run: see :func:`variance_replications`.)
     """
     k = {"quadratic": 2.0, "exp": 1.0, "cos": 3.0}
-    rows = []
+    rows, measured, exact, se = [], [], [], []
     for key in ("quadratic", "exp", "cos", "exponential"):
         for name in ("score_function", "pathwise"):
             m = lookup(results, key, name)
             n = m.n_samples * m.n_seeds
             if key == "exponential":
-                exact = closed_forms.exponential_estimator_variance(name, 1.0, 1.0)
-                se = closed_forms.exponential_variance_standard_error(name, 1.0, 1.0, n_samples=n)
+                v = closed_forms.exponential_estimator_variance(name, 1.0, 1.0)
+                e = closed_forms.exponential_variance_standard_error(name, 1.0, 1.0, n_samples=n)
             else:
-                exact = sum(closed_forms.gaussian_estimator_variance(key, name, k[key], 1.0, 1.0))
-                se = sum(closed_forms.gaussian_variance_standard_error(key, name, k[key], 1.0, 1.0, n_samples=n))
-            rows.append((key, name, m.variance, float(exact), float(se)))
-    return rows
+                v = sum(closed_forms.gaussian_estimator_variance(key, name, k[key], 1.0, 1.0))
+                e = sum(closed_forms.gaussian_variance_standard_error(key, name, k[key], 1.0, 1.0, n_samples=n))
+            rows.append((key, name))
+            measured.append(m.variance)
+            exact.append(float(v))
+            se.append(float(e))
+    return VarianceChecks(rows, variance_check(measured, exact, se))
 
 
 def variance_replications(problem: Problem, estimator: Estimator | str, n_samples: int, replications: int,

@@ -39,7 +39,7 @@ import torch
 
 from companion.validation import check_positive_int
 
-__all__ = ["transform", "marsaglia_tsang", "rejection_gradients"]
+__all__ = ["transform", "marsaglia_tsang", "rejection_gradients", "fixed_proposal_mean"]
 
 
 def _alpha(alpha) -> float:
@@ -111,3 +111,42 @@ def rejection_gradients(alpha: float, eps: torch.Tensor) -> dict[str, torch.Tens
                + 0.5 / d + 2.0 * db / b)
     correction = z * dlog_pi
     return {"z": z, "fixed_proposal": dz, "score_correction": correction, "corrected": dz + correction}
+
+
+
+def fixed_proposal_mean(alpha: float) -> float:
+    r"""The exact mean of the fixed-proposal derivative, :math:`\mathbb E_\pi[\partial_\alpha h(\varepsilon, \alpha)]`.
+
+    The accepted proposal is a function of the Gamma sample,
+    :math:`\varepsilon = h^{-1}(z) = \bigl((z/d)^{1/3} - 1\bigr)/c` with :math:`z \sim
+    \operatorname{Gamma}(\alpha, 1)`, so the mean is one integral against the Gamma
+    density :math:`q_\alpha`,
+
+    .. math::
+
+        \int_0^\infty \partial_\alpha h\bigl(h^{-1}(z), \alpha\bigr)\, q_\alpha(z)\, dz,
+        \qquad \partial_\alpha h = b^3 + 3 d b^2\, \varepsilon\, \frac{dc}{d\alpha},\quad
+        b = 1 + c\varepsilon,\ \frac{dc}{d\alpha} = -\frac{c}{2d},
+
+    computed by adaptive quadrature (``scipy.integrate.quad``). It differs from the true
+    :math:`\frac{d}{d\alpha}\mathbb E[z] = 1`: the bias that the score-function
+    correction of :func:`rejection_gradients` removes.
+    """
+    from scipy import integrate, stats
+
+    alpha = _alpha(alpha)
+    d = alpha - 1.0 / 3.0
+    c = 1.0 / math.sqrt(9.0 * d)
+    dc = -c / (2.0 * d)
+
+    def integrand(z: float) -> float:
+        b = (z / d) ** (1.0 / 3.0)
+        eps = (b - 1.0) / c
+        return (b**3 + 3.0 * d * b**2 * dc * eps) * stats.gamma.pdf(z, alpha)
+
+    mode = alpha - 1.0
+    value = 0.0
+    for lo, hi in ((0.0, mode), (mode, mode + 40.0 * math.sqrt(alpha)), (mode + 40.0 * math.sqrt(alpha), math.inf)):
+        if hi > lo:
+            value += integrate.quad(integrand, lo, hi, epsabs=1e-13, epsrel=1e-12, limit=200)[0]
+    return float(value)
