@@ -26,6 +26,11 @@ ESTIMATOR_COLORS = {
     "rebar": "#7f7f7f",
     "relax": "#ff9896",
     "gumbel_rao": "#98df8a",
+    # The gradients of the k-sample bound (``elbo_gradient(..., gradient=g)``).
+    "elbo_gradient[reparam]": "#393b79",
+    "elbo_gradient[stl]": "#bd9e39",
+    "elbo_gradient[dreg]": "#ad494a",
+    "elbo_gradient[score]": "#7b4173",
 }
 
 #: The colour of a reference that is not an estimator (a closed form, the exact

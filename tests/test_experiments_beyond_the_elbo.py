@@ -14,9 +14,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from companion import catalogue
 from companion.experiments import beyond_the_elbo as be
+from companion.experiments.vae_models import bernoulli_log_likelihood
+from companion.experiments.vae_seeds import _mlp
 
 X = be.CONJUGATE_X
+VIMCO, SF_LOO = "elbo_gradient[score]", "score_function[baseline='loo']"
 
 
 # -- conjugate model ---------------------------------------------------------------------------
@@ -107,8 +111,19 @@ def _images(b=3, n=6, seed=0):
 
 def test_init_is_per_seed():
     p = be.init_gaussian_vae([0, 1, 0], n_hidden=8)
-    assert torch.equal(p["enc1_w"][0], p["enc1_w"][2]) and not torch.equal(p["enc1_w"][0], p["enc1_w"][1])
-    assert p["dec2_w"].shape == (3, 8, 64) and p["enc2_b"].shape == (3, 1, 8)
+    assert torch.equal(p["encoder.0.w"][0], p["encoder.0.w"][2]) and not torch.equal(p["encoder.0.w"][0], p["encoder.0.w"][1])
+    assert p["decoder.2.w"].shape == (3, 8, 64) and p["encoder.2.b"].shape == (3, 1, 8)
+
+
+def test_params_have_chapter_9s_stacked_layout():
+    """Slice s of ``"encoder.0.w"`` is ``(n_in, n_out)`` (a Linear weight transposed), the
+    biases ``(1, n_out)``: the stacked MLP of ``vae_seeds`` is ``tanh(x W0 + b0) W2 + b2``."""
+    p, x = be.init_categorical_vae([0, 1], n_latents=2, n_categories=3, n_hidden=5), _images(b=4, n=64)
+    out = _mlp(p, "encoder", x.expand(2, *x.shape))
+    for s in range(2):
+        h = torch.tanh(x @ p["encoder.0.w"][s] + p["encoder.0.b"][s])
+        torch.testing.assert_close(out[s], h @ p["encoder.2.w"][s] + p["encoder.2.b"][s])
+    assert [n for n in p] == [f"{net}.{i}.{t}" for net in ("encoder", "decoder") for i in (0, 2) for t in "wb"]
 
 
 def test_log_weights_match_torch_distributions():
@@ -117,7 +132,7 @@ def test_log_weights_match_torch_distributions():
     torch.manual_seed(0)
     log_w, z = be.gaussian_log_weights(p, x, 4)
     mu, sigma = be._encode_gaussian(p, x.expand(1, *x.shape))
-    logits = be._mlp(p, "dec", z.reshape(1, -1, 2)).reshape(1, 4, 3, 6)
+    logits = _mlp(p, "decoder", z.reshape(1, -1, 2)).reshape(1, 4, 3, 6)
     D = torch.distributions
     ref = (D.Bernoulli(logits=logits).log_prob(x).sum(-1) + D.Normal(0.0, 1.0).log_prob(z).sum(-1)
            - D.Normal(mu.unsqueeze(1), sigma.unsqueeze(1)).log_prob(z).sum(-1))
@@ -137,18 +152,18 @@ def test_dreg_decoder_gradient_equals_reparam_and_encoder_matches_formula():
         loss, _ = be.gaussian_surrogate(p, x, k, g)
         loss.backward()
         grads[g] = {n: t.grad.clone() for n, t in p.items()}
-    for n in ["dec1_w", "dec1_b", "dec2_w", "dec2_b"]:
+    for n in ["decoder.0.w", "decoder.0.b", "decoder.2.w", "decoder.2.b"]:
         torch.testing.assert_close(grads["dreg"][n], grads["reparam"][n])
     p = _tiny_gaussian()
     torch.manual_seed(5)
     log_w, _ = be.gaussian_log_weights(p, x, k, stop_q=True)
     w = torch.softmax(log_w.detach(), 1)
     ref = -(w.square() * log_w).sum(1).mean(1).sum()
-    enc = [p[n] for n in ["enc1_w", "enc1_b", "enc2_w", "enc2_b"]]
+    enc = [p[n] for n in ["encoder.0.w", "encoder.0.b", "encoder.2.w", "encoder.2.b"]]
     expected = torch.autograd.grad(ref, enc)
-    for n, e in zip(["enc1_w", "enc1_b", "enc2_w", "enc2_b"], expected):
+    for n, e in zip(["encoder.0.w", "encoder.0.b", "encoder.2.w", "encoder.2.b"], expected):
         torch.testing.assert_close(grads["dreg"][n], e)
-    assert not torch.allclose(grads["dreg"]["enc2_w"], grads["reparam"]["enc2_w"])
+    assert not torch.allclose(grads["dreg"]["encoder.2.w"], grads["reparam"]["encoder.2.w"])
 
 
 def test_per_slice_k_uses_the_first_k_draws():
@@ -195,18 +210,18 @@ def _tiny_cat(s=1):
     """A tiny categorical VAE whose decoder depends strongly on the code and whose q is far from uniform."""
     p = be.init_categorical_vae(list(range(s)), n_latents=1, n_categories=3, n_hidden=5, n_pixels=6)
     with torch.no_grad():
-        p["dec1_w"].mul_(6.0)
-        p["dec2_w"].mul_(4.0)
-        p["enc2_b"].copy_(torch.tensor([1.5, 0.0, -1.0]))
+        p["decoder.0.w"].mul_(6.0)
+        p["decoder.2.w"].mul_(4.0)
+        p["encoder.2.b"].copy_(torch.tensor([1.5, 0.0, -1.0]))
     return p
 
 
 def _exact_cat(p, x, k):
     r"""Exact :math:`\mathcal L_k` (enumerating :math:`3^k` tuples) and ELBO of one image, differentiable."""
-    logits = be._mlp(p, "enc", x.reshape(1, 1, -1)).reshape(3)
+    logits = _mlp(p, "encoder", x.reshape(1, 1, -1)).reshape(3)
     log_q = torch.log_softmax(logits, -1)
     y = F.one_hot(torch.arange(3), 3).float().reshape(1, 3, 3)
-    ll = be._bernoulli_ll(be._mlp(p, "dec", y), x.reshape(1, 1, -1)).reshape(3)
+    ll = bernoulli_log_likelihood(_mlp(p, "decoder", y), x.reshape(1, 1, -1)).reshape(3)
     log_w = ll - math.log(3) - log_q
     bound = 0.0
     for combo in itertools.product(range(3), repeat=k):
@@ -216,7 +231,7 @@ def _exact_cat(p, x, k):
     return bound, elbo, torch.logsumexp(ll, 0) - math.log(3)
 
 
-@pytest.mark.parametrize("gradient", ["vimco", "score_function"])
+@pytest.mark.parametrize("gradient", [VIMCO, SF_LOO])
 def test_categorical_estimators_unbiased_against_enumeration(gradient, seed, stats):
     r"""VIMCO's mean is :math:`\nabla\mathcal L_k` and the score function's (LOO) is
     :math:`\nabla\mathcal L_1` (exact ELBO), both computed by autograd through the
@@ -224,7 +239,7 @@ def test_categorical_estimators_unbiased_against_enumeration(gradient, seed, sta
     p, x, k, n = _tiny_cat(), _images(b=1)[0], 3, 6000
     bound, elbo, _ = _exact_cat(p, x, k)
     names = list(p)
-    exact = torch.autograd.grad(bound if gradient == "vimco" else elbo, [p[m] for m in names])
+    exact = torch.autograd.grad(bound if gradient == VIMCO else elbo, [p[m] for m in names])
     exact = torch.cat([e.reshape(-1) for e in exact])
     copies = {m: t.detach().expand(n, *t.shape[1:]).clone().requires_grad_() for m, t in p.items()}
     loss, _ = be.categorical_surrogate(copies, x[None], k, gradient, n_latents=1, n_categories=3)
@@ -243,7 +258,17 @@ def test_categorical_exact_quantities():
         assert float(el[0, i]) == pytest.approx(float(elbo.detach()), abs=1e-5)
     assert bool((lp >= el - 1e-6).all())
     with pytest.raises(ValueError, match="k must be >= 2"):
-        be.categorical_surrogate(p, x, 1, "vimco", n_latents=1, n_categories=3)
+        be.categorical_surrogate(p, x, 1, VIMCO, n_latents=1, n_categories=3)
+
+
+def test_categorical_gradients_are_catalogue_keys():
+    """One vocabulary: the categorical VAE's estimators are named by catalogue keys, and
+    the old private names are refused with the argument named."""
+    assert [catalogue.by_key(g).key for g in be.CATEGORICAL_GRADIENTS] == [VIMCO, SF_LOO]
+    p, x = _tiny_cat(), _images(b=2)
+    for old in ("vimco", "score_function"):
+        with pytest.raises(ValueError, match="gradient"):
+            be.categorical_surrogate(p, x, 3, old, n_latents=1, n_categories=3)
 
 
 # -- training ----------------------------------------------------------------------------------
@@ -289,8 +314,8 @@ def test_categorical_vimco_signal_is_the_geometric_mean_substitute(monkeypatch, 
     log_q = (-3 * torch.rand(s, k, b, generator=g, dtype=torch.float64)).requires_grad_()
     log_q_all = torch.log_softmax(torch.randn(s, b, n_lat, n_cat, generator=g, dtype=torch.float64), -1)
     monkeypatch.setattr(be, "_categorical_parts", lambda *a: (ll, log_q, log_q_all))
-    p = {"enc1_w": torch.zeros(s, 1, 1)}
-    loss, _ = be.categorical_surrogate(p, torch.zeros(b, 64), k, "vimco", n_lat, n_cat)
+    p = {"encoder.0.w": torch.zeros(s, 1, 1)}
+    loss, _ = be.categorical_surrogate(p, torch.zeros(b, 64), k, VIMCO, n_lat, n_cat)
     (got,) = torch.autograd.grad(loss, log_q)
     log_w = (ll - n_lat * math.log(n_cat) - log_q).detach()
     bound = torch.logsumexp(log_w, 1) - math.log(k)

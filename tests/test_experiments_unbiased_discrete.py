@@ -18,9 +18,13 @@ import math
 import pytest
 import torch
 
+from companion import catalogue
 from companion.experiments import unbiased_discrete as U
 
 torch.set_num_threads(1)
+
+#: The chapter's score function: always with the leave-one-out baseline, so named by that key.
+SF_LOO = "score_function[baseline='loo']"
 
 
 def tiny(d=3, seeds=2, batch=4, seed=0):
@@ -79,7 +83,7 @@ def test_one_batch_per_model_matches_each_model_alone():
         assert torch.allclose(g3[0, s], U.encoder_gradient("exact", m, xs[s], 0)[0, s], atol=1e-5)
 
 
-@pytest.mark.parametrize("name", ["score_function", "arm", "disarm", "rebar"])
+@pytest.mark.parametrize("name", [SF_LOO, "arm", "disarm", "rebar"])
 def test_unbiased_encoder_gradient_on_the_vae(name, seed, stats):
     """Mean of 4000 independent estimates within 5 SE of the enumerated encoder gradient."""
     m, _ = tiny()
@@ -101,7 +105,7 @@ def test_straight_through_is_biased_on_the_vae(seed, stats):
 
 def test_toy_estimators_are_unbiased(seed, stats):
     theta = torch.tensor([-2.0, 0.5, 1.5])
-    for name in ("score_function", "arm", "disarm"):
+    for name in (SF_LOO, "arm", "disarm"):
         g = U.estimate(name, U.toy_f(0.45), theta, 100_000)
         stats.assert_mean(g, U.toy_exact(theta, 0.45), what=name)
 
@@ -123,11 +127,35 @@ def test_gradient_quality_measures_a_known_bias(seed, stats):
 
 
 def test_budget_sets_the_number_of_samples():
-    assert [U.n_for_budget(n, 6) for n in ("score_function", "arm", "rebar")] == [6, 3, 2]
+    assert [U.n_for_budget(n, 6) for n in (SF_LOO, "arm", "rebar")] == [6, 3, 2]
     with pytest.raises(ValueError, match="too small"):
-        U.n_for_budget("score_function", 1)
+        U.n_for_budget(SF_LOO, 1)
     with pytest.raises(ValueError, match="unknown estimator"):
         U.estimate("nope", U.toy_f(0.4), torch.zeros(1), 2)
+
+
+def test_estimators_are_named_by_catalogue_keys():
+    """One vocabulary: every name is a catalogue key, and the bare "score_function" (no
+    baseline) is not one of this chapter's estimators."""
+    assert set(U.COST) == set(U.NAMES)
+    assert [catalogue.by_key(name).key for name in U.NAMES] == list(U.NAMES)
+    assert SF_LOO in U.NAMES and "score_function" not in U.NAMES
+    with pytest.raises(ValueError, match="unknown estimator 'score_function'"):
+        U.estimate("score_function", U.toy_f(0.4), torch.zeros(1), 2)
+
+
+def test_score_function_uses_the_leave_one_out_baseline():
+    """With f = 1 everywhere the LOO baseline removes f exactly: every estimate is zero
+    (a plain score function would give b - p, not zero)."""
+    g = U.estimate(SF_LOO, lambda b: torch.ones_like(b), torch.tensor([0.3, -1.0]), 5)
+    assert g.shape == (5, 2) and torch.equal(g, torch.zeros(5, 2))
+
+
+def test_all_codes_enumerates_every_code_once_in_order():
+    codes = U.all_codes(3)
+    assert codes.dtype == torch.get_default_dtype() and codes.shape == (8, 3)
+    assert codes.tolist()[:3] == [[0.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, 1.0, 0.0]]
+    assert len({tuple(c) for c in codes.tolist()}) == 8
 
 
 def test_training_raises_the_exact_elbo():

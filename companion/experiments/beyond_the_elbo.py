@@ -23,6 +23,16 @@ import torch
 import torch.nn.functional as F
 from torch.distributions import Normal
 
+from companion.estimators import loo_baseline
+from companion.experiments.vae_models import (
+    SCORE_FUNCTION_LOO,
+    _categorical_kl,
+    _codes,
+    _gaussian_parameters,
+    _score_surrogate,
+    bernoulli_log_likelihood,
+)
+from companion.experiments.vae_seeds import _mlp
 from companion.multisample import elbo_gradient
 from companion.validation import check_choice, check_positive_int, check_tensor
 
@@ -43,6 +53,7 @@ __all__ = [
     "gaussian_surrogate",
     "gaussian_iwae",
     "gradient_estimates",
+    "CATEGORICAL_GRADIENTS",
     "categorical_surrogate",
     "categorical_log_marginal",
     "categorical_elbo",
@@ -52,6 +63,9 @@ __all__ = [
 
 #: The observation of the conjugate model used throughout the chapter.
 CONJUGATE_X = 1.4
+#: The categorical VAE's gradient estimators, by catalogue key: VIMCO on the k-sample
+#: bound, and chapter 9's score function with the leave-one-out baseline on the ELBO.
+CATEGORICAL_GRADIENTS = ("elbo_gradient[score]", SCORE_FUNCTION_LOO)
 _LOG_2PI = math.log(2 * math.pi)
 
 
@@ -159,8 +173,8 @@ def _init(seeds, sizes: dict[str, tuple[int, int]], device) -> dict[str, torch.T
         g = torch.Generator().manual_seed(int(seed))
         for name, (n_in, n_out) in sizes.items():
             w, b = _linear_init(1, n_in, n_out, g)
-            params.setdefault(name + "_w", []).append(w)
-            params.setdefault(name + "_b", []).append(b)
+            params.setdefault(name + ".w", []).append(w)
+            params.setdefault(name + ".b", []).append(b)
     return {k: torch.cat(v).to(device).requires_grad_() for k, v in params.items()}
 
 
@@ -169,48 +183,40 @@ def init_gaussian_vae(seeds, n_latent: int = 4, n_hidden: int = 64, n_pixels: in
 
     Encoder :math:`x \mapsto (\mu, \operatorname{softplus}(\cdot) + 10^{-4})`, decoder
     :math:`z \mapsto` Bernoulli logits; prior :math:`N(0, I)`. Each tensor has leading
-    dimension ``S = len(seeds)``; slice ``s`` is initialised from seed ``seeds[s]``.
+    dimension ``S = len(seeds)``; slice ``s`` is initialised from seed ``seeds[s]``. The
+    names and layout are :mod:`companion.experiments.vae_seeds`' (``"encoder.0.w"``
+    ``(S, n_in, n_out)``, ``"encoder.0.b"`` ``(S, 1, n_out)``, ... ``"decoder.2.b"``), so
+    its stacked MLP runs them.
     """
-    sizes = {"enc1": (n_pixels, n_hidden), "enc2": (n_hidden, 2 * n_latent),
-             "dec1": (n_latent, n_hidden), "dec2": (n_hidden, n_pixels)}
+    sizes = {"encoder.0": (n_pixels, n_hidden), "encoder.2": (n_hidden, 2 * n_latent),
+             "decoder.0": (n_latent, n_hidden), "decoder.2": (n_hidden, n_pixels)}
     return _init(seeds, sizes, device)
 
 
 def init_categorical_vae(seeds, n_latents: int = 2, n_categories: int = 8, n_hidden: int = 64,
                          n_pixels: int = 64, device="cpu"):
     """Stacked parameters of ``len(seeds)`` VAEs with ``n_latents`` uniform categorical latents."""
-    sizes = {"enc1": (n_pixels, n_hidden), "enc2": (n_hidden, n_latents * n_categories),
-             "dec1": (n_latents * n_categories, n_hidden), "dec2": (n_hidden, n_pixels)}
+    sizes = {"encoder.0": (n_pixels, n_hidden), "encoder.2": (n_hidden, n_latents * n_categories),
+             "decoder.0": (n_latents * n_categories, n_hidden), "decoder.2": (n_hidden, n_pixels)}
     return _init(seeds, sizes, device)
 
 
-def _mlp(p: dict, name: str, h: torch.Tensor) -> torch.Tensor:
-    """``(S, N, n_in) -> (S, N, n_out)`` through ``name``1, tanh, ``name``2 of every slice."""
-    h = torch.tanh(torch.baddbmm(p[name + "1_b"], h, p[name + "1_w"]))
-    return torch.baddbmm(p[name + "2_b"], h, p[name + "2_w"])
-
-
-def _bernoulli_ll(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    logits, x = torch.broadcast_tensors(logits, x)
-    return -F.binary_cross_entropy_with_logits(logits, x, reduction="none").sum(-1)
-
-
 def _encode_gaussian(p: dict, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    mu, pre = _mlp(p, "enc", x).chunk(2, -1)
-    return mu, F.softplus(pre) + 1e-4
+    """Mean and scale ``(S, B, d)`` of every slice's encoder (chapter 9's parameterization)."""
+    return _gaussian_parameters(_mlp(p, "encoder", x))
 
 
 def _gaussian_parts(p: dict, x: torch.Tensor, k: int, generator=None):
     """``log p(x, z)`` ``(S, k, B)``, ``z`` ``(S, k, B, d)``, and the encoder's ``mu, sigma``."""
-    s = p["enc1_w"].shape[0]
+    s = p["encoder.0.w"].shape[0]
     if x.dim() == 2:
         x = x.expand(s, *x.shape)
-    b, d = x.shape[1], p["dec1_w"].shape[1]
+    b, d = x.shape[1], p["decoder.0.w"].shape[1]
     mu, sigma = _encode_gaussian(p, x)  # (S, B, d)
     eps = torch.randn(s, k, b, d, generator=generator).to(x.device)
     z = mu.unsqueeze(1) + sigma.unsqueeze(1) * eps  # (S, k, B, d)
-    logits = _mlp(p, "dec", z.reshape(s, k * b, d)).reshape(s, k, b, -1)
-    log_p = _bernoulli_ll(logits, x.unsqueeze(1)) - 0.5 * (z.square().sum(-1) + d * _LOG_2PI)
+    logits = _mlp(p, "decoder", z.reshape(s, k * b, d)).reshape(s, k, b, -1)
+    log_p = bernoulli_log_likelihood(logits, x.unsqueeze(1)) - 0.5 * (z.square().sum(-1) + d * _LOG_2PI)
     return log_p, z, mu, sigma
 
 
@@ -257,11 +263,11 @@ def gaussian_surrogate(p: dict, x: torch.Tensor, k, gradient) -> tuple[torch.Ten
     :math:`z_j` by :math:`\tilde w_j` once more. Returns ``(loss, bound)`` with ``bound``
     the per-slice, per-image bound estimates ``(S, B)`` (detached).
     """
-    s = p["enc1_w"].shape[0]
+    s = p["encoder.0.w"].shape[0]
     ks = [check_positive_int("k", v) for v in _per_slice("k", k, s, int)]
     grads = [check_choice("gradient", v, ("reparam", "dreg")) for v in _per_slice("gradient", gradient, s, str)]
     k_max = max(ks)
-    dev = p["enc1_w"].device
+    dev = p["encoder.0.w"].device
     is_dreg = torch.tensor([g == "dreg" for g in grads], device=dev)
     log_p, z, mu, sigma = _gaussian_parts(p, x, k_max)
     log_q_full = _gaussian_log_q(z, mu, sigma)
@@ -314,26 +320,25 @@ def gradient_estimates(p: dict, x: torch.Tensor, k: int, gradient: str, n_estima
     check_choice("part", part, ("encoder", "decoder"))
     copies = {name: t[:1].detach().expand(n, *t.shape[1:]).clone().requires_grad_() for name, t in p.items()}
     loss, _ = gaussian_surrogate(copies, x, k, gradient)
-    prefix = "enc" if part == "encoder" else "dec"
-    names = [name for name in copies if name.startswith(prefix)]
+    names = [name for name in copies if name.startswith(part + ".")]
     grads = torch.autograd.grad(loss, [copies[name] for name in names])
     return -torch.cat([g.reshape(n, -1) for g in grads], 1)
 
 
 def _categorical_parts(p: dict, x: torch.Tensor, k: int, n_latents: int, n_categories: int):
-    s = p["enc1_w"].shape[0]
+    s = p["encoder.0.w"].shape[0]
     if x.dim() == 2:
         x = x.expand(s, *x.shape)
     b = x.shape[1]
-    logits = _mlp(p, "enc", x).reshape(s, b, n_latents, n_categories)
+    logits = _mlp(p, "encoder", x).reshape(s, b, n_latents, n_categories)
     log_q_all = torch.log_softmax(logits, -1)
     with torch.no_grad():
         u = torch.rand(s, k, b, n_latents, n_categories).clamp_(min=1e-12, max=1 - 1e-7).to(x.device)
         codes = (log_q_all.detach().unsqueeze(1) - (-u.log()).log()).argmax(-1)  # Gumbel-max
     y = F.one_hot(codes, n_categories).to(x.dtype)  # (S, k, B, L, K)
     log_q = (log_q_all.unsqueeze(1) * y).sum((-1, -2))  # (S, k, B)
-    dec_logits = _mlp(p, "dec", y.reshape(s, k * b, n_latents * n_categories)).reshape(s, k, b, -1)
-    ll = _bernoulli_ll(dec_logits, x.unsqueeze(1))
+    dec_logits = _mlp(p, "decoder", y.reshape(s, k * b, n_latents * n_categories)).reshape(s, k, b, -1)
+    ll = bernoulli_log_likelihood(dec_logits, x.unsqueeze(1))
     return ll, log_q, log_q_all
 
 
@@ -343,11 +348,13 @@ def categorical_surrogate(p: dict, x: torch.Tensor, k: int, gradient, n_latents:
 
     ``gradient`` is one value for every slice or one per slice:
 
-    * ``"vimco"``: the :math:`k`-sample bound with VIMCO's leave-one-out signal
-      :math:`\hat{\mathcal L}_k - \hat{\mathcal L}_{k,-j}` for :math:`\log q(z_j)`, as in
-      :func:`companion.multisample.elbo_gradient` with ``gradient="score"``;
-    * ``"score_function"``: chapter 9's ELBO with :math:`k` draws, exact KL to the prior,
-      and the leave-one-out mean of :math:`\log p_\theta(x \mid z)` as baseline.
+    * ``"elbo_gradient[score]"`` (VIMCO): the :math:`k`-sample bound with VIMCO's
+      leave-one-out signal :math:`\hat{\mathcal L}_k - \hat{\mathcal L}_{k,-j}` for
+      :math:`\log q(z_j)`, as in :func:`companion.multisample.elbo_gradient` with
+      ``gradient="score"``;
+    * ``"score_function[baseline='loo']"``: chapter 9's ELBO with :math:`k` draws, exact
+      KL to the prior, and the leave-one-out mean of :math:`\log p_\theta(x \mid z)` as
+      baseline (chapter 9's ``elbo_surrogate``).
 
     Both see the same :math:`k` draws per image. Returns ``(loss, bound)``: ``bound`` is
     the per-image estimate of the bound each slice optimises, ``(S, B)``.
@@ -355,26 +362,24 @@ def categorical_surrogate(p: dict, x: torch.Tensor, k: int, gradient, n_latents:
     k = check_positive_int("k", k)
     if k < 2:
         raise ValueError(f"k must be >= 2 for a leave-one-out baseline, got {k}")
-    s = p["enc1_w"].shape[0]
-    grads = [check_choice("gradient", v, ("vimco", "score_function")) for v in _per_slice("gradient", gradient, s, str)]
-    is_vimco = torch.tensor([g == "vimco" for g in grads], device=p["enc1_w"].device)
+    s = p["encoder.0.w"].shape[0]
+    grads = [check_choice("gradient", v, CATEGORICAL_GRADIENTS) for v in _per_slice("gradient", gradient, s, str)]
+    is_vimco = torch.tensor([g == CATEGORICAL_GRADIENTS[0] for g in grads], device=p["encoder.0.w"].device)
     ll, log_q, log_q_all = _categorical_parts(p, x, k, n_latents, n_categories)
     log_prior = -n_latents * math.log(n_categories)
+    kl = _categorical_kl(log_q_all)  # (S, B)
     # VIMCO on the k-sample bound.
     log_w = ll + log_prior - log_q
     bound = torch.logsumexp(log_w, 1) - math.log(k)
     lw = log_w.detach()
-    others = (lw.sum(1, keepdim=True) - lw) / (k - 1)  # (S, k, B)
+    others = loo_baseline(lw, 1)  # (S, k, B): the mean of the other log-weights
     # log sum_{l != j} w_l: mask the diagonal of a (S, k, k, B) copy.
     mask = torch.eye(k, dtype=torch.bool, device=lw.device)[None, :, :, None]
     rest = torch.logsumexp(lw.unsqueeze(1).expand(-1, k, -1, -1).masked_fill(mask, -math.inf), 2)
     loo = torch.logaddexp(rest, others) - math.log(k)
     vimco = bound + ((bound.detach().unsqueeze(1) - loo) * log_q).sum(1)
     # Chapter 9's score function with leave-one-out baseline on the ELBO.
-    kl = (log_q_all.exp() * log_q_all).sum((-1, -2)) - log_prior  # (S, B)
-    signal = ll.detach()
-    signal = signal - (signal.sum(1, keepdim=True) - signal) / (k - 1)
-    elbo_sur = (ll + signal * log_q - (signal * log_q).detach()).mean(1) - kl
+    elbo_sur = _score_surrogate(ll, log_q, loo=True, dim=1).mean(1) - kl
     elbo = ll.detach().mean(1) - kl.detach()
     surrogate = torch.where(is_vimco[:, None], vimco, elbo_sur)
     return -surrogate.mean(1).sum(), torch.where(is_vimco[:, None], bound.detach(), elbo)
@@ -384,22 +389,20 @@ def categorical_surrogate(p: dict, x: torch.Tensor, k: int, gradient, n_latents:
 def categorical_elbo(p: dict, x: torch.Tensor, n_latents: int = 2, n_categories: int = 8) -> torch.Tensor:
     r"""Exact ELBO :math:`\sum_z q(z \mid x)\log p_\theta(x \mid z) - \mathrm{KL}(q \,\|\, p)` of every image under
     every slice, ``(S, B)``, by enumerating the :math:`K^L` codes."""
-    s = p["enc1_w"].shape[0]
+    s = p["encoder.0.w"].shape[0]
     ll, codes = _enumerate_ll(p, x, n_latents, n_categories)  # (S, C, B), (C, L)
-    log_q_all = torch.log_softmax(_mlp(p, "enc", x.expand(s, *x.shape)).reshape(s, -1, n_latents, n_categories), -1)
+    log_q_all = torch.log_softmax(_mlp(p, "encoder", x.expand(s, *x.shape)).reshape(s, -1, n_latents, n_categories), -1)
     idx = codes.T.to(x.device)  # (L, C)
     log_q = torch.stack([log_q_all[:, :, l, idx[l]] for l in range(n_latents)]).sum(0)  # (S, B, C)
-    log_prior = -n_latents * math.log(n_categories)
-    kl = (log_q_all.exp() * log_q_all).sum((-1, -2)) - log_prior
-    return (log_q.exp() * ll.transpose(1, 2)).sum(-1) - kl
+    return (log_q.exp() * ll.transpose(1, 2)).sum(-1) - _categorical_kl(log_q_all)
 
 
 def _enumerate_ll(p: dict, x: torch.Tensor, n_latents: int, n_categories: int):
-    s = p["enc1_w"].shape[0]
-    codes = torch.cartesian_prod(*[torch.arange(n_categories)] * n_latents).reshape(-1, n_latents)
+    s = p["encoder.0.w"].shape[0]
+    codes = _codes(n_latents, n_categories)
     y = F.one_hot(codes, n_categories).to(x.dtype).reshape(1, -1, n_latents * n_categories).to(x.device)
-    logits = _mlp(p, "dec", y.expand(s, -1, -1))  # (S, C, 64)
-    return _bernoulli_ll(logits.unsqueeze(2), x.reshape(1, 1, *x.shape[-2:])), codes  # (S, C, B)
+    logits = _mlp(p, "decoder", y.expand(s, -1, -1))  # (S, C, 64)
+    return bernoulli_log_likelihood(logits.unsqueeze(2), x.reshape(1, 1, *x.shape[-2:])), codes  # (S, C, B)
 
 
 @torch.no_grad()

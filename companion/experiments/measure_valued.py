@@ -34,6 +34,7 @@ from torch.distributions import Categorical, Independent, Normal
 
 from companion import control_variates as cv
 from companion.estimators import pathwise, score_function
+from companion.experiments.closed_forms import GAUSSIAN_TEST_FUNCTIONS, test_function
 from companion.measure_valued import measure_valued
 from companion.validation import check_choice, check_positive_int
 
@@ -55,7 +56,7 @@ __all__ = [
     "poincare_curves",
 ]
 
-FUNCTIONS = ("quadratic", "exp", "cos")
+FUNCTIONS = GAUSSIAN_TEST_FUNCTIONS  # ("quadratic", "exp", "cos"), as chapters 3 and 4 use them
 #: The estimators of the variance curves (canonical names, with their variance reduction).
 CURVE_ESTIMATORS = (
     "score_function",
@@ -102,13 +103,9 @@ test_functions.__test__ = False
 
 
 def torch_function(name: str, k: float):
-    """The same test function as a torch function of a batch (for the estimators)."""
-    check_choice("name", name, FUNCTIONS)
-    if name == "quadratic":
-        return lambda x: (x - k) ** 2
-    if name == "exp":
-        return lambda x: torch.exp(-k * x**2)
-    return lambda x: torch.cos(k * x)
+    """The same test function as a torch function of a batch (for the estimators):
+    :func:`companion.experiments.closed_forms.test_function`, the one definition."""
+    return test_function(name, k)
 
 
 def weak_derivative_densities(x: np.ndarray, mu: float = 0.0, sigma: float = 1.0) -> dict[str, np.ndarray]:

@@ -9,14 +9,15 @@ Two problems, both with exact gradients:
   can be enumerated, so the ELBO and its encoder gradient are exact.
 
 Estimators are compared at an equal budget of evaluations of :math:`f` per gradient
-estimate (:data:`COST`). All models are vectorised over seeds: every parameter carries
+estimate (:data:`COST`). Estimators are named by their :mod:`companion.catalogue` keys
+(:data:`NAMES`); the score function always has the leave-one-out baseline, key
+``"score_function[baseline='loo']"``. All models are vectorised over seeds: every parameter carries
 a leading seed dimension, and the library estimators treat each seed (and each data
 point) as an independent problem.
 """
 
 from __future__ import annotations
 
-import itertools
 import math
 from typing import Callable, NamedTuple
 
@@ -24,13 +25,14 @@ import torch
 import torch.nn.functional as F
 
 from companion import discrete
+from companion.estimators import loo_baseline
 from companion.experiments.data import load_binary_digits
+from companion.experiments.vae_models import SCORE_FUNCTION_LOO, _codes
 from companion.gumbel import gumbel_rao, gumbel_softmax
 
 __all__ = [
     "NAMES",
     "COST",
-    "COLORS",
     "toy_f",
     "toy_exact",
     "estimate",
@@ -46,29 +48,18 @@ __all__ = [
     "train_vae",
 ]
 
-NAMES = ("score_function", "straight_through", "gumbel_rao", "arm", "disarm", "rebar", "relax")
+#: The chapter's estimators, by catalogue key (:func:`companion.catalogue.label` names them).
+NAMES = (SCORE_FUNCTION_LOO, "straight_through", "gumbel_rao", "arm", "disarm", "rebar", "relax")
 
 #: Per estimate, the pair (evaluations of f, backward passes through f or the control).
 COST = {
-    "score_function": (1, 0),
+    SCORE_FUNCTION_LOO: (1, 0),
     "straight_through": (1, 1),
     "gumbel_rao": (1, 1),
     "arm": (2, 0),
     "disarm": (2, 0),
     "rebar": (3, 1),
     "relax": (3, 1),  # f at b and the control eta f(sigma(z/lam)) + r(z) twice
-}
-
-#: One colour per estimator in this chapter's figures (canonical names as keys).
-COLORS = {
-    "exact": "#333333",
-    "score_function": "#bcbd22",
-    "straight_through": "#9467bd",
-    "gumbel_rao": "#e377c2",
-    "arm": "#8c564b",
-    "disarm": "#17becf",
-    "rebar": "#1f77b4",
-    "relax": "#d62728",
 }
 
 TEMPERATURE = 0.5  # straight-through, Gumbel-Rao and REBAR
@@ -78,7 +69,7 @@ GR_K = 10
 def n_for_budget(name: str, budget: int) -> int:
     """Samples an estimator can afford with ``budget`` evaluations of f (at least 2 for the LOO)."""
     n = budget // COST[name][0]
-    if n < (2 if name == "score_function" else 1):
+    if n < (2 if name == SCORE_FUNCTION_LOO else 1):
         raise ValueError(f"budget={budget} is too small for {name}")
     return n
 
@@ -91,8 +82,7 @@ def _score_function_loo(f, logits, n):
     b = (u < p).to(logits.dtype)
     values = f(b)
     values = values.reshape(tuple(values.shape) + (1,) * (b.dim() - values.dim()))
-    baseline = (values.sum(0, keepdim=True) - values) / (n - 1)
-    return (values - baseline) * (b - p)
+    return (values - loo_baseline(values, 0)) * (b - p)
 
 
 def _two_class(sampler, f, logits, n):
@@ -106,7 +96,7 @@ def _two_class(sampler, f, logits, n):
 
 def estimate(name: str, f, logits: torch.Tensor, n: int, control=None) -> torch.Tensor:
     """Per-sample estimates ``(n, *logits.shape)`` of the named estimator; ``control`` for RELAX."""
-    if name == "score_function":
+    if name == SCORE_FUNCTION_LOO:
         return _score_function_loo(f, logits, n)
     if name == "straight_through":
         return _two_class(lambda l2: gumbel_softmax(l2, TEMPERATURE, hard=True), f, logits, n)
@@ -226,8 +216,8 @@ def init_vae(seeds: int, d: int = 8, pixels: int = 64, seed: int = 0) -> BinaryV
 
 
 def all_codes(d: int) -> torch.Tensor:
-    """Every binary code of length d, shape (2^d, d)."""
-    return torch.tensor(list(itertools.product([0.0, 1.0], repeat=d)))
+    """Every binary code of length d, shape (2^d, d), in lexicographic order (floats)."""
+    return _codes(d, 2).to(torch.get_default_dtype())
 
 
 def encoder_logits(m: BinaryVAE, x: torch.Tensor) -> torch.Tensor:
