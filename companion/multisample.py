@@ -224,6 +224,9 @@ def elbo_gradient(
         )
 
     if gradient == "score":
+        # imported here: companion.estimators re-exports this module's functions
+        from companion.estimators import loo_baseline
+
         with torch.no_grad():
             z_all = q.sample((n, k))
 
@@ -236,7 +239,7 @@ def elbo_gradient(
                 signal = lw
             else:
                 # VIMCO: replace log w_j by the mean of the others' log-weights.
-                others = (lw.sum() - lw) / (k - 1)
+                others = loo_baseline(lw)
                 loo = lw.unsqueeze(0).repeat(k, 1) + torch.diag(others - lw)
                 signal = bound.detach() - _log_mean_exp(loo, -1)
             return bound + (signal * log_q).sum(), log_w.detach()
