@@ -28,7 +28,7 @@ def test_quadratic_curves_match_closed_forms(k):
     a = MU - k
     expected = {
         "measure_valued": (8 * a**2 / math.pi * (2 - math.pi / 2), 4 * a**2 + 4 * SIGMA**2),
-        "measure_valued_uncoupled": (4 / math.pi * (a**2 * (2 - math.pi / 2) + SIGMA**2), 16 * a**2 + 8 * SIGMA**2),
+        "measure_valued+uncoupled": (4 / math.pi * (a**2 * (2 - math.pi / 2) + SIGMA**2), 16 * a**2 + 8 * SIGMA**2),
         "pathwise": (4 * SIGMA**2, 4 * a**2 + 8 * SIGMA**2),
         "score_function+delta": (0.0, 0.0),
         "score_function+delta_optimal": (0.0, 0.0),
@@ -65,7 +65,7 @@ def test_curves_match_simulation(seed, stats, name, k):
         "score_function+delta": cv.score_function_delta(f, E._normal, p, n),
         "pathwise": pathwise(f, E._normal, p, n),
         "measure_valued": measure_valued(f, E._normal, p, n),
-        "measure_valued_uncoupled": measure_valued(f, E._normal, p, n, coupling=False),
+        "measure_valued+uncoupled": measure_valued(f, E._normal, p, n, coupling=False),
     }
     for est, g in runs.items():
         stats.assert_var(g, c[est][0], stats.sample_mu4(g), what=f"{name} {est}")
@@ -148,7 +148,7 @@ def test_toolbox_shapes_and_values(seed):
     tb = E.toolbox("cos", 1.0, 20_000, seeds=[seed, seed + 1])
     assert all(v.shape == (2, 2) for v in tb.values())
     c = E.variance_curves("cos", [1.0], MU, SIGMA)
-    evaluations = {"score_function": 1, "pathwise": 1, "measure_valued": 4, "measure_valued_uncoupled": 4}
+    evaluations = {"score_function": 1, "pathwise": 1, "measure_valued": 4, "measure_valued+uncoupled": 4}
     for est, e in evaluations.items():
         np.testing.assert_allclose(tb[est], np.broadcast_to(e * c[est][0], (2, 2)), rtol=0.4, err_msg=est)
 
@@ -194,3 +194,21 @@ def test_antithetic_variances_closed_form(k):
     # and a pair is never worse than one sample (it averages two equal-law terms)
     plain = E.variance_curves("cos", [k], mu, sigma)["pathwise"][0]
     assert np.all(v <= plain + 1e-12)
+
+
+def test_every_curve_is_named_by_a_catalogue_key_and_a_technique():
+    """Chapter 5 names an estimator combined with a variance-reduction technique
+    ``key+technique`` (``pathwise+qmc``, ``measure_valued+uncoupled``): the part before
+    ``+`` is the estimator's catalogue key, so colours and labels come from one vocabulary."""
+    from companion import catalogue
+
+    keys = {entry.key for entry in catalogue.ENTRIES}
+    torch.manual_seed(0)
+    theta, m = E.rao_blackwell_problem()
+    names = (set(E.CURVE_ESTIMATORS) | set(E.simulated_variances("cos", 1.0, 64))
+             | set(E.toolbox("cos", 1.0, 64, seeds=[0])) | set(E.dimension_sweep([1, 2]))
+             | set(E.simulated_dimension_variances(2, 64)) | set(E.rqmc_variance("cos", 1.0, [16], 2))
+             | set(E.rao_blackwell_exact(theta, m)))
+    names -= {"sizes", "gradient", "dims", "evaluations"}  # axes and costs, not estimators
+    bad = sorted(n for n in names if n.partition("+")[0] not in keys)
+    assert not bad, f"not a catalogue key (before '+'): {bad}"

@@ -65,7 +65,7 @@ CURVE_ESTIMATORS = (
     "score_function+delta_optimal",
     "pathwise",
     "measure_valued",
-    "measure_valued_uncoupled",
+    "measure_valued+uncoupled",
 )
 
 _L = 14.0
@@ -172,7 +172,7 @@ def _variances_at(name: str, k: float, mu: float, sigma: float) -> dict[str, tup
     mv_sigma = float((w2 * (grid - mean2) ** 2).sum()) / sigma**2
     mv_sigma_unc = (_var(fmax, _WM) + _var(fx, w)) / sigma**2
     out["measure_valued"] = (mv_mu, mv_sigma)
-    out["measure_valued_uncoupled"] = (mv_mu_unc, mv_sigma_unc)
+    out["measure_valued+uncoupled"] = (mv_mu_unc, mv_sigma_unc)
     return out
 
 
@@ -202,7 +202,7 @@ def simulated_variances(name: str, k: float, n: int, mu: float = 1.0, sigma: flo
         "score_function+delta": lambda: cv.score_function_delta(f, _normal, p, n),
         "pathwise": lambda: pathwise(f, _normal, p, n),
         "measure_valued": lambda: measure_valued(f, _normal, p, n),
-        "measure_valued_uncoupled": lambda: measure_valued(f, _normal, p, n, coupling=False),
+        "measure_valued+uncoupled": lambda: measure_valued(f, _normal, p, n, coupling=False),
     }
     return {est: run().var(0).numpy() for est, run in runs.items()}
 
@@ -289,7 +289,7 @@ def toolbox(name: str, k: float, n: int, seeds, mu: float = 1.0, sigma: float = 
     Labels: ``score_function``, ``score_function+delta`` (:math:`\beta = 1`),
     ``score_function+delta_batch`` (:math:`\hat\beta` from the batch),
     ``score_function+delta_loo``, ``pathwise``, ``pathwise+antithetic`` (2 evaluations per
-    pair), ``measure_valued_uncoupled`` and ``measure_valued`` (4 evaluations per sample).
+    pair), ``measure_valued+uncoupled`` and ``measure_valued`` (4 evaluations per sample).
     """
     f = torch_function(name, k)
     p = torch.tensor([mu, sigma], dtype=torch.float64)
@@ -306,7 +306,7 @@ def toolbox(name: str, k: float, n: int, seeds, mu: float = 1.0, sigma: float = 
         add("score_function+delta_loo", _pair_var(cv.score_function_delta(f, _normal, p, n, "loo")))
         add("pathwise", _pair_var(pathwise(f, _normal, p, n)))
         add("pathwise+antithetic", 2 * _pair_var(cv.antithetic_pathwise(f, lambda q, e: q[0] + q[1] * e, p, n // 2)))
-        add("measure_valued_uncoupled", 4 * _pair_var(measure_valued(f, _normal, p, n // 4, coupling=False)))
+        add("measure_valued+uncoupled", 4 * _pair_var(measure_valued(f, _normal, p, n // 4, coupling=False)))
         add("measure_valued", 4 * _pair_var(measure_valued(f, _normal, p, n // 4)))
     return {label: np.array(v) for label, v in out.items()}
 
