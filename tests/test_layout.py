@@ -86,3 +86,14 @@ def test_contributing_map_lists_every_experiment_module_and_what_each_chapter_im
     for path in chapters:
         missing = _notebook_experiments(path) - table[int(path.name[:2])]
         assert not missing, f"{path.name} imports {sorted(missing)}, not in its CONTRIBUTING row"
+
+
+def test_api_page_lists_the_package_as_it_is():
+    """book/api.md is generated from the layout (scripts/generate_api_page.py): a module
+    added, moved or renamed without regenerating the page fails here."""
+    import subprocess
+    import sys
+
+    run = subprocess.run([sys.executable, str(ROOT / "scripts" / "generate_api_page.py"), "--check"],
+                         capture_output=True, text=True, cwd=ROOT)
+    assert run.returncode == 0, run.stdout + run.stderr
