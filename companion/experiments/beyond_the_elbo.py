@@ -63,8 +63,8 @@ __all__ = [
 
 #: The observation of the conjugate model used throughout the chapter.
 CONJUGATE_X = 1.4
-#: The categorical VAE's gradient estimators, by catalogue key: VIMCO on the k-sample
-#: bound, and chapter 9's score function with the leave-one-out baseline on the ELBO.
+#: The categorical VAE's gradient estimators, by catalogue key (VIMCO on the k-sample
+#: bound, and chapter 9's score function with the leave-one-out baseline on the ELBO).
 CATEGORICAL_GRADIENTS = ("elbo_gradient[score]", SCORE_FUNCTION_LOO)
 _LOG_2PI = math.log(2 * math.pi)
 

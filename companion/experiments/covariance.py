@@ -79,7 +79,7 @@ class GradientRow(NamedTuple):
 
     estimate: torch.Tensor  #: mean of the per-sample gradients
     exact: torch.Tensor  #: the closed form
-    max_abs_z: float  #: largest |estimate - exact| / standard error over the entries
+    max_abs_z: float  #: largest :math:`|\text{estimate} - \text{exact}|` / standard error over the entries
 
 
 def quadratic_form_gradients(mu: torch.Tensor, sigma: torch.Tensor, a: torch.Tensor, k: torch.Tensor,

@@ -11,7 +11,7 @@ A row is a sampler :math:`x = g_\theta(\text{noise})`. Two checks:
   "a gradient exists", this can fail: a wrong map, a detached parameter or a wrong
   derivative moves the mean away from :math:`\nabla_\theta m`.
 
-:data:`ROWS` holds chapter 4's table, one :class:`Row` per distribution with its map
+``ROWS`` holds chapter 4's table, one :class:`Row` per distribution with its map
 written out, and :func:`check_row` runs both checks on one row.
 """
 
@@ -205,7 +205,7 @@ class RowCheck:
     kind: str
     name: str
     ks_p: float  #: two-sample KS p-value of the map's draws against the reference's
-    grad_z: Optional[float]  #: largest |mean - exact| / SE over the parameters (None: no parameter)
+    grad_z: Optional[float]  #: largest :math:`|\text{mean} - \text{exact}|` / SE over the parameters (None: no parameter)
 
     def line(self) -> str:
         """One line: the name, the KS p-value and the gradient's largest :math:`|z|`."""

@@ -49,7 +49,7 @@ __all__ = [
     "split_validation",
 ]
 
-#: Gradient sources for stacked categorical models: the exact gradient and three estimators.
+#: Gradient sources for stacked categorical models (the exact gradient and three estimators).
 CATEGORICAL_SOURCES = ("exact", vm.SCORE_FUNCTION_LOO, "gumbel_softmax", "straight_through")
 #: Gradient sources (estimators) for stacked Gaussian models.
 GAUSSIAN_SOURCES = ("pathwise", vm.SCORE_FUNCTION_LOO)
