@@ -68,7 +68,7 @@ from companion import catalogue, estimators
 from companion.experiments import categorical, closed_forms, gumbel_batches
 from companion.experiments.timing import best_time
 from companion.stats import BiasEstimate, VarianceCheck, variance_check
-from companion.validation import check_choice, check_positive_int
+from companion.validation import check_choice, check_positive_int, validate_args
 
 __all__ = [
     "Estimator",
@@ -389,6 +389,13 @@ def estimate(problem: Problem, estimator: Estimator | str, n_samples: int) -> to
     ok, reason = applicability(problem, estimator)
     if not ok:
         raise ValueError(f"estimator {estimator.key!r} does not apply to problem {problem.key!r}: {reason}")
+    # Validate once: the arguments were checked above and the problems are the module's
+    # own, so the calls below run with the value checks off (the results are the same).
+    with validate_args(False):
+        return _dispatch(problem, estimator, n)
+
+
+def _dispatch(problem: Problem, estimator: Estimator, n: int) -> torch.Tensor:
     theta, key = problem.params, estimator.key
     if catalogue.by_key(key).name == "score_function":
         baseline = _pilot_baseline(problem) if key == "score_function[baseline=b]" else _BASELINES[key]
