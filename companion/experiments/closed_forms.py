@@ -43,7 +43,15 @@ comparison with the pathwise estimator can be made at equal footing
 :math:`f(z)(1/\lambda - z)` (score function). Every quantity is a polynomial in
 :math:`z` and :math:`\mathbb E[z^n] = n!/\lambda^n`, so all of it is exact.
 
-Every function returns Python floats computed in float64.
+**Non-smooth functions** (chapter 3): :math:`\partial_\mu \mathbb E|x|` and
+:math:`\partial_\mu P(x > 0)` for :math:`x \sim \mathcal N(\mu, \sigma^2)`
+(:func:`abs_mean_gradient`, :func:`step_mean_gradient`).
+
+**Sequential inverse CDF** (chapter 4): the per-sample derivatives of the second coordinate
+of a bivariate normal in its correlation and scale (:func:`bivariate_normal_x2_gradients`).
+
+Every function returns Python floats computed in float64, except the last three, which
+are elementwise and return arrays (or tensors) for array (or tensor) arguments.
 """
 
 from __future__ import annotations
@@ -55,6 +63,7 @@ from typing import Callable
 import numpy as np
 import torch
 from scipy import integrate
+from scipy.stats import norm as _std_normal
 
 from companion.validation import check_choice, check_positive_int
 
@@ -76,6 +85,9 @@ __all__ = [
     "exponential_estimator_variance",
     "exponential_variance_standard_error",
     "exponential_estimator_moments",
+    "abs_mean_gradient",
+    "step_mean_gradient",
+    "bivariate_normal_x2_gradients",
 ]
 
 #: The Gaussian test functions by name, for :math:`(x-k)^2`, :math:`e^{-kx^2}` and :math:`\cos kx`.
@@ -596,3 +608,62 @@ def exponential_estimator_moments(
     k, rate = _real("k", k), _positive("rate", rate)
     _baseline(estimator, baseline)
     return _exponential_moments(estimator, k, rate, baseline)
+
+
+# --------------------------------------------------------------------------- non-smooth f
+def _mu_array(mu):
+    """``mu`` as float64 values (a scalar or an array of reals)."""
+    if isinstance(mu, (bool, np.bool_)) or not isinstance(mu, (numbers.Real, np.ndarray, list, tuple)):
+        raise TypeError(f"mu must be a real number or an array of them, got {mu!r}")
+    arr = np.asarray(mu, dtype=np.float64)
+    if not np.isfinite(arr).all():
+        raise ValueError(f"mu must be finite, got {mu!r}")
+    return arr
+
+
+def abs_mean_gradient(mu, sigma: float = 1.0):
+    r""":math:`\frac{\partial}{\partial\mu}\mathbb E|x| = 2\Phi(\mu/\sigma) - 1`,
+    :math:`x \sim \mathcal N(\mu, \sigma^2)`.
+
+    It is :math:`\mathbb E[\operatorname{sign}(x)] = P(x > 0) - P(x < 0)`, the mean of the
+    pathwise estimator of chapter 3 for :math:`f(x) = |x|`. ``mu`` may be an array
+    (elementwise); a scalar gives a float.
+    """
+    m, sigma = _mu_array(mu), _positive("sigma", sigma)
+    out = 2 * _std_normal.cdf(m / sigma) - 1
+    return float(out) if out.ndim == 0 else out
+
+
+def step_mean_gradient(mu, sigma: float = 1.0):
+    r""":math:`\frac{\partial}{\partial\mu} P(x > 0) = \varphi(\mu/\sigma)/\sigma`,
+    :math:`x \sim \mathcal N(\mu, \sigma^2)`, the gradient of :math:`\mathbb E[\mathbb 1[x > 0]]`
+    that the pathwise estimator misses (each of its samples is 0). ``mu`` as in
+    :func:`abs_mean_gradient`.
+    """
+    m, sigma = _mu_array(mu), _positive("sigma", sigma)
+    out = _std_normal.pdf(m / sigma) / sigma
+    return float(out) if out.ndim == 0 else out
+
+
+# --------------------------------------------------------------------------- bivariate normal
+def bivariate_normal_x2_gradients(z1, z2, rho: float, sigma2: float):
+    r"""Per-sample :math:`(\partial x_2/\partial\rho,\ \partial x_2/\partial\sigma_2)` of
+    :math:`x_2 = \mu_2 + \sigma_2\bigl(\rho z_1 + \sqrt{1-\rho^2}\,z_2\bigr)`.
+
+    This is the second coordinate of a bivariate normal with correlation :math:`\rho` and
+    scales :math:`\sigma_1, \sigma_2`, written with standard normals :math:`z_1, z_2` (the
+    Cholesky map, and also the sequential inverse CDF of chapter 4):
+
+    .. math::
+
+        \frac{\partial x_2}{\partial\rho} = \sigma_2\Bigl(z_1 - \frac{\rho z_2}{\sqrt{1-\rho^2}}\Bigr),
+        \qquad
+        \frac{\partial x_2}{\partial\sigma_2} = \rho z_1 + \sqrt{1-\rho^2}\,z_2 .
+
+    ``z1`` and ``z2`` are numbers, arrays or tensors of the same shape (elementwise).
+    """
+    rho, sigma2 = _real("rho", rho), _positive("sigma2", sigma2)
+    if not -1.0 < rho < 1.0:
+        raise ValueError(f"rho must lie in (-1, 1), got {rho!r}")
+    root = math.sqrt(1 - rho**2)
+    return sigma2 * (z1 - rho * z2 / root), rho * z1 + root * z2
