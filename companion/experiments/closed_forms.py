@@ -349,10 +349,10 @@ def gaussian_estimator_variance(
 
     .. math::
 
-        \text{pathwise:}\quad \mathbb V[\hat g_\mu] &= 4\sigma^2, \\
-        \mathbb V[\hat g_\sigma] &= 4c^2 + 8\sigma^2, \\
-        \text{score function:}\quad \mathbb V[\hat g_\mu] &= \frac{c^4}{\sigma^2} + 14c^2 + 15\sigma^2, \\
-        \mathbb V[\hat g_\sigma] &= \frac{2c^4}{\sigma^2} + 60c^2 + 74\sigma^2 .
+        \text{pathwise:}\quad \operatorname{Var}[\hat g_\mu] &= 4\sigma^2, \\
+        \operatorname{Var}[\hat g_\sigma] &= 4c^2 + 8\sigma^2, \\
+        \text{score function:}\quad \operatorname{Var}[\hat g_\mu] &= \frac{c^4}{\sigma^2} + 14c^2 + 15\sigma^2, \\
+        \operatorname{Var}[\hat g_\sigma] &= \frac{2c^4}{\sigma^2} + 60c^2 + 74\sigma^2 .
 
     For ``"exp"`` and ``"cos"`` the variance
     :math:`\mathbb E[\hat g^2] - (\mathbb E \hat g)^2` is integrated by
@@ -367,8 +367,8 @@ def gaussian_estimator_variance(
 
     .. math::
 
-        \mathbb V[\hat g_\mu] = 8c^2 + 6\sigma^2, \qquad
-        \mathbb V[\hat g_\sigma] = 40c^2 + 24\sigma^2 .
+        \operatorname{Var}[\hat g_\mu] = 8c^2 + 6\sigma^2, \qquad
+        \operatorname{Var}[\hat g_\sigma] = 40c^2 + 24\sigma^2 .
 
     Returns:
         ``(variance of the d/dmu estimate, variance of the d/dsigma estimate)``.
@@ -439,7 +439,7 @@ def gaussian_variance_crossover(
 ) -> float:
     r"""The :math:`k \in [\text{lo}, \text{hi}]` where the score function and the pathwise estimator are equally noisy.
 
-    Solves :math:`\log \mathbb V_{\text{score}}(k) - \log \mathbb V_{\text{pathwise}}(k) = 0`
+    Solves :math:`\log \operatorname{Var}_{\text{score}}(k) - \log \operatorname{Var}_{\text{pathwise}}(k) = 0`
     for the coordinate ``col`` (0: :math:`\partial_\mu`, 1: :math:`\partial_\sigma`) with
     Brent's method (``scipy.optimize.brentq``, ``xtol`` :math:`10^{-6}`), the variances from
     :func:`gaussian_estimator_variance` (``baseline`` applies to the score function).
@@ -549,12 +549,12 @@ def exponential_estimator_variance(estimator: str, k: float, rate: float, baseli
 
     .. math::
 
-        \mathbb V_{\text{pathwise}} &= \frac{4(k^2\lambda^2 - 8k\lambda + 20)}{\lambda^6}, \\
-        \mathbb V_{\text{score}} &= \frac{k^4\lambda^4 - 12k^3\lambda^3 + 80k^2\lambda^2 - 296k\lambda + 488}{\lambda^6}.
+        \operatorname{Var}_{\text{pathwise}} &= \frac{4(k^2\lambda^2 - 8k\lambda + 20)}{\lambda^6}, \\
+        \operatorname{Var}_{\text{score}} &= \frac{k^4\lambda^4 - 12k^3\lambda^3 + 80k^2\lambda^2 - 296k\lambda + 488}{\lambda^6}.
 
     ``baseline="optimal"`` (score function only) subtracts
     :func:`exponential_optimal_baseline`, which gives
-    :math:`\mathbb V = \bigl(16(k\lambda - 4)^2 + 36\bigr)/\lambda^6`.
+    :math:`\operatorname{Var} = \bigl(16(k\lambda - 4)^2 + 36\bigr)/\lambda^6`.
     """
     estimator = _estimator(estimator)
     k, lam = _real("k", k), _positive("rate", rate)
@@ -595,12 +595,12 @@ def _exponential_moments(estimator: str, k: float, rate: float, baseline) -> tup
 def exponential_estimator_moments(
     estimator: str, k: float, rate: float, baseline: str | None = None
 ) -> tuple[float, float, float]:
-    r"""Mean, variance :math:`\mathbb V` and fourth central moment :math:`m_4` of one sample's
+    r"""Mean, variance :math:`\operatorname{Var}` and fourth central moment :math:`m_4` of one sample's
     estimate of :math:`\partial_\lambda \mathbb E[(z-k)^2]`, :math:`z \sim \operatorname{Exp}(\lambda)`.
 
     Exact: the per-sample estimators are polynomials in :math:`z` (see
     :func:`exponential_estimator_variance`) and :math:`\mathbb E[z^n] = n!/\lambda^n`. The
-    kurtosis :math:`m_4/\mathbb V^2` (3 for a Gaussian) says how far a sample variance's
+    kurtosis :math:`m_4/\operatorname{Var}^2` (3 for a Gaussian) says how far a sample variance's
     distribution is from normal at a given :math:`N`. ``baseline`` as in
     :func:`exponential_estimator_variance`.
     """
