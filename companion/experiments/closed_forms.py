@@ -43,7 +43,15 @@ comparison with the pathwise estimator can be made at equal footing
 :math:`f(z)(1/\lambda - z)` (score function). Every quantity is a polynomial in
 :math:`z` and :math:`\mathbb E[z^n] = n!/\lambda^n`, so all of it is exact.
 
-Every function returns Python floats computed in float64.
+**Non-smooth functions** (chapter 3): :math:`\partial_\mu \mathbb E|x|` and
+:math:`\partial_\mu P(x > 0)` for :math:`x \sim \mathcal N(\mu, \sigma^2)`
+(:func:`abs_mean_gradient`, :func:`step_mean_gradient`).
+
+**Sequential inverse CDF** (chapter 4): the per-sample derivatives of the second coordinate
+of a bivariate normal in its correlation and scale (:func:`bivariate_normal_x2_gradients`).
+
+Every function returns Python floats computed in float64, except the last three, which
+are elementwise and return arrays (or tensors) for array (or tensor) arguments.
 """
 
 from __future__ import annotations
@@ -55,6 +63,7 @@ from typing import Callable
 import numpy as np
 import torch
 from scipy import integrate
+from scipy.stats import norm as _std_normal
 
 from companion.validation import check_choice, check_positive_int
 
@@ -76,6 +85,9 @@ __all__ = [
     "exponential_estimator_variance",
     "exponential_variance_standard_error",
     "exponential_estimator_moments",
+    "abs_mean_gradient",
+    "step_mean_gradient",
+    "bivariate_normal_x2_gradients",
 ]
 
 #: The Gaussian test functions by name, for :math:`(x-k)^2`, :math:`e^{-kx^2}` and :math:`\cos kx`.
@@ -337,10 +349,10 @@ def gaussian_estimator_variance(
 
     .. math::
 
-        \text{pathwise:}\quad \mathbb V[\hat g_\mu] &= 4\sigma^2, \\
-        \mathbb V[\hat g_\sigma] &= 4c^2 + 8\sigma^2, \\
-        \text{score function:}\quad \mathbb V[\hat g_\mu] &= \frac{c^4}{\sigma^2} + 14c^2 + 15\sigma^2, \\
-        \mathbb V[\hat g_\sigma] &= \frac{2c^4}{\sigma^2} + 60c^2 + 74\sigma^2 .
+        \text{pathwise:}\quad \operatorname{Var}[\hat g_\mu] &= 4\sigma^2, \\
+        \operatorname{Var}[\hat g_\sigma] &= 4c^2 + 8\sigma^2, \\
+        \text{score function:}\quad \operatorname{Var}[\hat g_\mu] &= \frac{c^4}{\sigma^2} + 14c^2 + 15\sigma^2, \\
+        \operatorname{Var}[\hat g_\sigma] &= \frac{2c^4}{\sigma^2} + 60c^2 + 74\sigma^2 .
 
     For ``"exp"`` and ``"cos"`` the variance
     :math:`\mathbb E[\hat g^2] - (\mathbb E \hat g)^2` is integrated by
@@ -355,8 +367,8 @@ def gaussian_estimator_variance(
 
     .. math::
 
-        \mathbb V[\hat g_\mu] = 8c^2 + 6\sigma^2, \qquad
-        \mathbb V[\hat g_\sigma] = 40c^2 + 24\sigma^2 .
+        \operatorname{Var}[\hat g_\mu] = 8c^2 + 6\sigma^2, \qquad
+        \operatorname{Var}[\hat g_\sigma] = 40c^2 + 24\sigma^2 .
 
     Returns:
         ``(variance of the d/dmu estimate, variance of the d/dsigma estimate)``.
@@ -427,7 +439,7 @@ def gaussian_variance_crossover(
 ) -> float:
     r"""The :math:`k \in [\text{lo}, \text{hi}]` where the score function and the pathwise estimator are equally noisy.
 
-    Solves :math:`\log \mathbb V_{\text{score}}(k) - \log \mathbb V_{\text{pathwise}}(k) = 0`
+    Solves :math:`\log \operatorname{Var}_{\text{score}}(k) - \log \operatorname{Var}_{\text{pathwise}}(k) = 0`
     for the coordinate ``col`` (0: :math:`\partial_\mu`, 1: :math:`\partial_\sigma`) with
     Brent's method (``scipy.optimize.brentq``, ``xtol`` :math:`10^{-6}`), the variances from
     :func:`gaussian_estimator_variance` (``baseline`` applies to the score function).
@@ -537,12 +549,12 @@ def exponential_estimator_variance(estimator: str, k: float, rate: float, baseli
 
     .. math::
 
-        \mathbb V_{\text{pathwise}} &= \frac{4(k^2\lambda^2 - 8k\lambda + 20)}{\lambda^6}, \\
-        \mathbb V_{\text{score}} &= \frac{k^4\lambda^4 - 12k^3\lambda^3 + 80k^2\lambda^2 - 296k\lambda + 488}{\lambda^6}.
+        \operatorname{Var}_{\text{pathwise}} &= \frac{4(k^2\lambda^2 - 8k\lambda + 20)}{\lambda^6}, \\
+        \operatorname{Var}_{\text{score}} &= \frac{k^4\lambda^4 - 12k^3\lambda^3 + 80k^2\lambda^2 - 296k\lambda + 488}{\lambda^6}.
 
     ``baseline="optimal"`` (score function only) subtracts
     :func:`exponential_optimal_baseline`, which gives
-    :math:`\mathbb V = \bigl(16(k\lambda - 4)^2 + 36\bigr)/\lambda^6`.
+    :math:`\operatorname{Var} = \bigl(16(k\lambda - 4)^2 + 36\bigr)/\lambda^6`.
     """
     estimator = _estimator(estimator)
     k, lam = _real("k", k), _positive("rate", rate)
@@ -583,12 +595,12 @@ def _exponential_moments(estimator: str, k: float, rate: float, baseline) -> tup
 def exponential_estimator_moments(
     estimator: str, k: float, rate: float, baseline: str | None = None
 ) -> tuple[float, float, float]:
-    r"""Mean, variance :math:`\mathbb V` and fourth central moment :math:`m_4` of one sample's
+    r"""Mean, variance :math:`\operatorname{Var}` and fourth central moment :math:`m_4` of one sample's
     estimate of :math:`\partial_\lambda \mathbb E[(z-k)^2]`, :math:`z \sim \operatorname{Exp}(\lambda)`.
 
     Exact: the per-sample estimators are polynomials in :math:`z` (see
     :func:`exponential_estimator_variance`) and :math:`\mathbb E[z^n] = n!/\lambda^n`. The
-    kurtosis :math:`m_4/\mathbb V^2` (3 for a Gaussian) says how far a sample variance's
+    kurtosis :math:`m_4/\operatorname{Var}^2` (3 for a Gaussian) says how far a sample variance's
     distribution is from normal at a given :math:`N`. ``baseline`` as in
     :func:`exponential_estimator_variance`.
     """
@@ -596,3 +608,62 @@ def exponential_estimator_moments(
     k, rate = _real("k", k), _positive("rate", rate)
     _baseline(estimator, baseline)
     return _exponential_moments(estimator, k, rate, baseline)
+
+
+# --------------------------------------------------------------------------- non-smooth f
+def _mu_array(mu):
+    """``mu`` as float64 values (a scalar or an array of reals)."""
+    if isinstance(mu, (bool, np.bool_)) or not isinstance(mu, (numbers.Real, np.ndarray, list, tuple)):
+        raise TypeError(f"mu must be a real number or an array of them, got {mu!r}")
+    arr = np.asarray(mu, dtype=np.float64)
+    if not np.isfinite(arr).all():
+        raise ValueError(f"mu must be finite, got {mu!r}")
+    return arr
+
+
+def abs_mean_gradient(mu, sigma: float = 1.0):
+    r""":math:`\frac{\partial}{\partial\mu}\mathbb E|x| = 2\Phi(\mu/\sigma) - 1`,
+    :math:`x \sim \mathcal N(\mu, \sigma^2)`.
+
+    It is :math:`\mathbb E[\operatorname{sign}(x)] = P(x > 0) - P(x < 0)`, the mean of the
+    pathwise estimator of chapter 3 for :math:`f(x) = |x|`. ``mu`` may be an array
+    (elementwise); a scalar gives a float.
+    """
+    m, sigma = _mu_array(mu), _positive("sigma", sigma)
+    out = 2 * _std_normal.cdf(m / sigma) - 1
+    return float(out) if out.ndim == 0 else out
+
+
+def step_mean_gradient(mu, sigma: float = 1.0):
+    r""":math:`\frac{\partial}{\partial\mu} P(x > 0) = \varphi(\mu/\sigma)/\sigma`,
+    :math:`x \sim \mathcal N(\mu, \sigma^2)`, the gradient of :math:`\mathbb E[\mathbb 1[x > 0]]`
+    that the pathwise estimator misses (each of its samples is 0). ``mu`` as in
+    :func:`abs_mean_gradient`.
+    """
+    m, sigma = _mu_array(mu), _positive("sigma", sigma)
+    out = _std_normal.pdf(m / sigma) / sigma
+    return float(out) if out.ndim == 0 else out
+
+
+# --------------------------------------------------------------------------- bivariate normal
+def bivariate_normal_x2_gradients(z1, z2, rho: float, sigma2: float):
+    r"""Per-sample :math:`(\partial x_2/\partial\rho,\ \partial x_2/\partial\sigma_2)` of
+    :math:`x_2 = \mu_2 + \sigma_2\bigl(\rho z_1 + \sqrt{1-\rho^2}\,z_2\bigr)`.
+
+    This is the second coordinate of a bivariate normal with correlation :math:`\rho` and
+    scales :math:`\sigma_1, \sigma_2`, written with standard normals :math:`z_1, z_2` (the
+    Cholesky map, and also the sequential inverse CDF of chapter 4):
+
+    .. math::
+
+        \frac{\partial x_2}{\partial\rho} = \sigma_2\Bigl(z_1 - \frac{\rho z_2}{\sqrt{1-\rho^2}}\Bigr),
+        \qquad
+        \frac{\partial x_2}{\partial\sigma_2} = \rho z_1 + \sqrt{1-\rho^2}\,z_2 .
+
+    ``z1`` and ``z2`` are numbers, arrays or tensors of the same shape (elementwise).
+    """
+    rho, sigma2 = _real("rho", rho), _positive("sigma2", sigma2)
+    if not -1.0 < rho < 1.0:
+        raise ValueError(f"rho must lie in (-1, 1), got {rho!r}")
+    root = math.sqrt(1 - rho**2)
+    return sigma2 * (z1 - rho * z2 / root), rho * z1 + root * z2

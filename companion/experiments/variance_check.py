@@ -23,7 +23,9 @@ more) the sampling distribution of :math:`s^2` is right-skewed at moderate
 normal :math:`|z|`" is the wrong yardstick. :func:`simulate_max_abs_z` gives the
 right one: it repeats the whole experiment with the known per-sample estimators
 (functions of :math:`\varepsilon`) and returns the largest :math:`|z|` of each
-repetition.
+repetition. :func:`simulate_exponential_max_abs_z` does the same for chapter 4's
+exponential problem, whose score-function estimator is a cubic in
+:math:`z \sim \operatorname{Exp}(\lambda)`.
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ __all__ = [
     "measure_exponential",
     "measure_gaussian",
     "per_sample_estimator",
+    "simulate_exponential_max_abs_z",
     "simulate_max_abs_z",
 ]
 
@@ -229,3 +232,49 @@ def measure_exponential(key: str, ks: Sequence[float], n_samples: int,
         se = cf.exponential_variance_standard_error(fn, k, 1.0, n, baseline=baseline)
         rows.append((g.var().item(), exact_exponential_variance(key, k), se))
     return variance_check(*(np.array([r[i] for r in rows]) for i in range(3)))
+
+
+def simulate_exponential_max_abs_z(
+    ks: Sequence[float],
+    n_samples: int,
+    n_repeats: int,
+    rng: np.random.Generator,
+    keys: Sequence[str] = KEYS,
+    rate: float = 1.0,
+) -> np.ndarray:
+    r"""The largest :math:`|z|` over ``keys`` and ``ks`` in each of ``n_repeats`` simulated
+    repetitions of :func:`measure_exponential`'s experiment.
+
+    For each key and :math:`k`, ``n_repeats`` independent samples of ``n_samples`` draws
+    :math:`z \sim \operatorname{Exp}(\lambda)` give as many sample variances (``ddof=1``) of
+    the per-sample estimator (a polynomial in :math:`z`, see
+    :func:`~companion.experiments.closed_forms.exponential_estimator_variance`), each turned
+    into :math:`z = (s^2 - V)/\operatorname{SE}` with the exact :math:`V` and SE. Returns an
+    array of shape ``(n_repeats,)``: the distribution of the largest :math:`|z|` when every
+    measurement is correct, whatever the skewness of the sample variances.
+    """
+    n = check_positive_int("n_samples", n_samples, minimum=2)
+    r = check_positive_int("n_repeats", n_repeats)
+    if not isinstance(rng, np.random.Generator):
+        raise TypeError(f"rng must be a numpy.random.Generator, got {rng!r}")
+    ks = [float(k) for k in ks]
+    if not ks:
+        raise ValueError("ks must hold at least one k")
+    if isinstance(keys, str) or len(keys) == 0:
+        raise ValueError(f"keys must be a non-empty sequence of keys, got {keys!r}")
+    splits = [_split(key) for key in keys]
+    lam = cf._positive("rate", rate)
+    worst = np.zeros(r)
+    chunk = max(1, 2_000_000 // n)  # repeats per batch of draws, about 16 MB
+    for fn, baseline in splits:
+        for k in ks:
+            b = cf.exponential_optimal_baseline(k, lam) if baseline else 0.0
+            coef = cf._exponential_per_sample(fn, k, lam, b).coef
+            v = cf.exponential_estimator_variance(fn, k, lam, baseline=baseline)
+            se = cf.exponential_variance_standard_error(fn, k, lam, n, baseline=baseline)
+            for start in range(0, r, chunk):
+                z = rng.standard_exponential((min(chunk, r - start), n)) / lam
+                s2 = np.polynomial.polynomial.polyval(z, coef).var(axis=1, ddof=1)
+                rows = slice(start, start + len(s2))
+                worst[rows] = np.maximum(worst[rows], np.abs(s2 - v) / se)
+    return worst
