@@ -17,7 +17,7 @@ accuracy costs: averaging :math:`N` samples gives a mean with variance
 
 .. math::
 
-    \operatorname{tr}\mathbb V[\bar g_N] = \frac{\operatorname{tr}\Sigma \cdot t}{T},
+    \operatorname{tr}\operatorname{Var}[\bar g_N] = \frac{\operatorname{tr}\Sigma \cdot t}{T},
 
 and of two unbiased estimators the one with the smaller variance x time reaches a
 given accuracy sooner.
