@@ -3,8 +3,6 @@ measured numbers, a missing number is an error, and rows are easy to add."""
 
 from __future__ import annotations
 
-import pytest
-
 from companion.experiments import decision_table as D
 
 
