@@ -143,10 +143,10 @@ def _quadrature(model, x, n_grid=4001):
     return expected_ll, log_px
 
 
-def test_gaussian_monte_carlo_elbo_is_unbiased_and_below_log_marginal(stats):
+def test_gaussian_monte_carlo_elbo_is_unbiased_and_below_log_marginal(seed, stats):
     """gaussian_elbo averages S draws of log p(x|z) - KL, so its mean over R repeats is within
     5 standard errors of the quadrature value E_q[log p(x|z)] - KL, which lies below log p(x)."""
-    setup(0)
+    setup(seed)
     model = vm.GaussianVAE(n_pixels=8, n_latent=1, n_hidden=8)
     x = _binary(4, 8, 8)
     with torch.no_grad():
@@ -164,10 +164,10 @@ def _encoder_grads(model, loss):
 
 
 @pytest.mark.parametrize("estimator", vm.GAUSSIAN_ESTIMATORS)
-def test_gaussian_encoder_gradient_is_unbiased(estimator, stats):
+def test_gaussian_encoder_gradient_is_unbiased(estimator, seed, stats):
     """Every estimator is unbiased for grad_phi [E_q log p(x|z) - KL]; the exact gradient is the
     autograd of the quadrature. Mean over R independent estimates within 5 standard errors."""
-    setup(1)
+    setup(seed + 1)
     model = vm.GaussianVAE(n_pixels=8, n_latent=1, n_hidden=4)
     x = _binary(2, 8, 9)
     expected_ll, _ = _quadrature(model, x)
@@ -179,11 +179,11 @@ def test_gaussian_encoder_gradient_is_unbiased(estimator, stats):
     stats.assert_mean(reps, exact.detach(), what=f"{estimator} encoder gradient")
 
 
-def test_score_function_gradient_is_unbiased_for_categorical_latents(stats):
+def test_score_function_gradient_is_unbiased_for_categorical_latents(seed, stats):
     """For one latent, ELBO = sum_k q_k log p(x|k) - KL(q || uniform) exactly, differentiable in the
     encoder; the REINFORCE-with-LOO-baseline estimate averages to its gradient (5 standard errors),
     and so does the estimate without a baseline."""
-    setup(2)
+    setup(seed + 2)
     model = vm.CategoricalVAE(n_pixels=6, n_latents=1, n_categories=4, n_hidden=5)
     x = _binary(3, 6, 10)
     logits = model.encode(x)
@@ -232,10 +232,10 @@ def test_loo_baseline_reduces_the_variance():
     assert spread[vm.SCORE_FUNCTION_LOO] < 0.5 * spread["score_function"]
 
 
-def test_elbo_estimates_are_unbiased_for_the_discrete_elbo(stats):
+def test_elbo_estimates_are_unbiased_for_the_discrete_elbo(seed, stats):
     """Every categorical estimator reports the ELBO of the discrete model (one-hot samples), so
     its mean over many draws matches the exact enumerated ELBO within 5 standard errors."""
-    setup(4)
+    setup(seed + 4)
     model = vm.CategoricalVAE(n_pixels=6, n_latents=2, n_categories=3, n_hidden=8)
     x = _binary(5, 6, 12)
     exact = vm.categorical_elbo_exact(model, x)
