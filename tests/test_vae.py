@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-import torch
 
 from companion.device import setup
 from companion.experiments import vae

@@ -6,7 +6,6 @@ import math
 
 import numpy as np
 import pytest
-import torch
 
 from companion.experiments import closed_forms as cf
 from companion.experiments.variance_check import (
