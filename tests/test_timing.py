@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import time
 
-import pytest
-
 from companion.experiments.timing import best_time
 
 
@@ -23,8 +21,8 @@ def test_best_time_is_the_fastest_call():
     assert 0.001 <= t < 0.01
 
 
-def test_bad_arguments():
-    with pytest.raises(TypeError, match="fn"):
+def test_bad_arguments(raises):
+    with raises(TypeError, "fn", "3"):
         best_time(3)
-    with pytest.raises(ValueError, match="repeats"):
+    with raises(ValueError, "repeats", "0"):
         best_time(lambda: None, repeats=0)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-import torch
 
 from companion.device import setup
 from companion.experiments import vae
@@ -47,20 +46,20 @@ def test_temperature_schedule():
     assert vae.temperature_schedule(0, 1, 2.0, 0.5) == 2.0
 
 
-def test_bad_inputs(digits):
+def test_bad_inputs(digits, raises):
     g, c = vm.GaussianVAE(n_hidden=8), vm.CategoricalVAE(n_hidden=8)
     x = digits.x_train[:4]
-    with pytest.raises(TypeError, match="progress"):
+    with raises(TypeError, "progress", "1"):
         vae.train_vae(g, x, "pathwise", progress=1)
-    with pytest.raises(ValueError, match="lr"):
+    with raises(ValueError, "lr", "-1.0"):
         vae.train_vae(g, x, "pathwise", lr=-1.0)
-    with pytest.raises(TypeError, match="temperature"):
+    with raises(TypeError, "temperature", "0.5"):
         vae.train_vae(c, x, "gumbel_softmax", temperature=0.5)
-    with pytest.raises(ValueError, match="estimator"):
+    with raises(ValueError, "estimator", "'pathwise'"):
         vae.train_vae(c, x, "pathwise")
-    with pytest.raises(ValueError, match="n_samples >= 2"):
+    with raises(ValueError, "n_samples >= 2", "n_samples=1"):
         vae.train_vae(c, x, vm.SCORE_FUNCTION_LOO, n_samples=1)
-    with pytest.raises(ValueError, match="binary"):
+    with raises(ValueError, "x_train must hold binary pixels"):  # names no offending value
         vae.train_vae(g, x * 0.5 + 0.25, "pathwise")
-    with pytest.raises(ValueError, match="step"):
+    with raises(ValueError, "step must be < n_steps=5", "got 5"):
         vae.temperature_schedule(5, 5)

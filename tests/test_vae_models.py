@@ -48,8 +48,10 @@ def test_categorical_vae_shapes():
     for est in vm.CATEGORICAL_ESTIMATORS:
         loss, elbo = vm.elbo_surrogate(model, x, est, n_samples=3, temperature=0.7)
         assert loss.shape == () and elbo.shape == (6,) and not elbo.requires_grad
-    assert vm.categorical_elbo_exact(model, x).shape == (6,)
-    assert vm.categorical_log_marginal(model, x).shape == (6,)
+    elbo, log_px = vm.categorical_elbo_exact(model, x), vm.categorical_log_marginal(model, x)
+    assert elbo.shape == log_px.shape == (6,)
+    # ELBO = log p(x) - KL(q(z|x) || p(z|x)) <= log p(x), and log p(x) <= 0 for binary x
+    assert bool((elbo <= log_px + 1e-5).all()) and bool((log_px <= 0).all())
 
 
 # ---------------------------------------------------------------- closed forms
@@ -141,10 +143,10 @@ def _quadrature(model, x, n_grid=4001):
     return expected_ll, log_px
 
 
-def test_gaussian_monte_carlo_elbo_is_unbiased_and_below_log_marginal(stats):
+def test_gaussian_monte_carlo_elbo_is_unbiased_and_below_log_marginal(seed, stats):
     """gaussian_elbo averages S draws of log p(x|z) - KL, so its mean over R repeats is within
     5 standard errors of the quadrature value E_q[log p(x|z)] - KL, which lies below log p(x)."""
-    setup(0)
+    setup(seed)
     model = vm.GaussianVAE(n_pixels=8, n_latent=1, n_hidden=8)
     x = _binary(4, 8, 8)
     with torch.no_grad():
@@ -162,10 +164,10 @@ def _encoder_grads(model, loss):
 
 
 @pytest.mark.parametrize("estimator", vm.GAUSSIAN_ESTIMATORS)
-def test_gaussian_encoder_gradient_is_unbiased(estimator, stats):
+def test_gaussian_encoder_gradient_is_unbiased(estimator, seed, stats):
     """Every estimator is unbiased for grad_phi [E_q log p(x|z) - KL]; the exact gradient is the
     autograd of the quadrature. Mean over R independent estimates within 5 standard errors."""
-    setup(1)
+    setup(seed + 1)
     model = vm.GaussianVAE(n_pixels=8, n_latent=1, n_hidden=4)
     x = _binary(2, 8, 9)
     expected_ll, _ = _quadrature(model, x)
@@ -177,11 +179,11 @@ def test_gaussian_encoder_gradient_is_unbiased(estimator, stats):
     stats.assert_mean(reps, exact.detach(), what=f"{estimator} encoder gradient")
 
 
-def test_score_function_gradient_is_unbiased_for_categorical_latents(stats):
+def test_score_function_gradient_is_unbiased_for_categorical_latents(seed, stats):
     """For one latent, ELBO = sum_k q_k log p(x|k) - KL(q || uniform) exactly, differentiable in the
     encoder; the REINFORCE-with-LOO-baseline estimate averages to its gradient (5 standard errors),
     and so does the estimate without a baseline."""
-    setup(2)
+    setup(seed + 2)
     model = vm.CategoricalVAE(n_pixels=6, n_latents=1, n_categories=4, n_hidden=5)
     x = _binary(3, 6, 10)
     logits = model.encode(x)
@@ -196,7 +198,7 @@ def test_score_function_gradient_is_unbiased_for_categorical_latents(stats):
         stats.assert_mean(reps, exact.detach(), what=f"{est} encoder gradient")
 
 
-def test_encoder_gradients_rows_are_surrogate_gradients():
+def test_encoder_gradients_rows_are_surrogate_gradients(raises):
     """Row r of encoder_gradients is the autograd of the surrogate loss drawn r-th from the seed."""
     setup(5)
     model = vm.CategoricalVAE(n_pixels=6, n_latents=2, n_categories=3, n_hidden=5)
@@ -209,9 +211,9 @@ def test_encoder_gradients_rows_are_surrogate_gradients():
     for r in range(3):
         loss, _ = vm.elbo_surrogate(model, x, "straight_through", n_samples=2, temperature=0.5)
         torch.testing.assert_close(rows[r], _encoder_grads(model, loss))
-    with pytest.raises(ValueError, match="n_repeats"):
+    with raises(ValueError, "n_repeats", "0"):
         vm.encoder_gradients(model, x, "straight_through", n_repeats=0)
-    with pytest.raises(TypeError, match="model"):
+    with raises(TypeError, "model", "Linear"):
         vm.encoder_gradients(torch.nn.Linear(6, 2), x, "pathwise")
 
 
@@ -230,10 +232,10 @@ def test_loo_baseline_reduces_the_variance():
     assert spread[vm.SCORE_FUNCTION_LOO] < 0.5 * spread["score_function"]
 
 
-def test_elbo_estimates_are_unbiased_for_the_discrete_elbo(stats):
+def test_elbo_estimates_are_unbiased_for_the_discrete_elbo(seed, stats):
     """Every categorical estimator reports the ELBO of the discrete model (one-hot samples), so
     its mean over many draws matches the exact enumerated ELBO within 5 standard errors."""
-    setup(4)
+    setup(seed + 4)
     model = vm.CategoricalVAE(n_pixels=6, n_latents=2, n_categories=3, n_hidden=8)
     x = _binary(5, 6, 12)
     exact = vm.categorical_elbo_exact(model, x)
@@ -260,7 +262,7 @@ def test_exact_gradient_matches_autograd_of_a_brute_force_loop():
     assert vm.categorical_exact_loss(model, x).item() == pytest.approx(-elbo_loop.mean().item(), abs=1e-5)
 
 
-def test_exact_gradient_is_the_mean_of_the_score_function_and_not_of_a_relaxation(seed):
+def test_exact_gradient_is_the_mean_of_the_score_function_and_not_of_a_relaxation(seed, stats):
     """REINFORCE with the leave-one-out baseline is unbiased: the mean of R independent encoder
     gradients lies within 5 standard errors of the exact gradient in every coordinate. The
     Gumbel-softmax gradient at tau = 1 differentiates a relaxed objective, not the ELBO, so the
@@ -269,22 +271,19 @@ def test_exact_gradient_is_the_mean_of_the_score_function_and_not_of_a_relaxatio
     model = vm.CategoricalVAE(n_pixels=6, n_latents=2, n_categories=3, n_hidden=5)
     x = _binary(4, 6, 17 + seed)
     exact = vm.exact_encoder_gradient(model, x).double()
-    z_max = {}
-    for est in (vm.SCORE_FUNCTION_LOO, "gumbel_softmax"):
-        reps = vm.encoder_gradients(model, x, est, n_repeats=40, n_samples=20, temperature=1.0).double()
-        se = reps.std(0) / math.sqrt(reps.shape[0])
-        z_max[est] = float(((reps.mean(0) - exact).abs() / (se + 1e-9)).max())
-    assert z_max[vm.SCORE_FUNCTION_LOO] < 5, z_max
-    assert z_max["gumbel_softmax"] > 5, z_max
+    reps = {est: vm.encoder_gradients(model, x, est, n_repeats=40, n_samples=20, temperature=1.0).double()
+            for est in (vm.SCORE_FUNCTION_LOO, "gumbel_softmax")}
+    stats.assert_mean(reps[vm.SCORE_FUNCTION_LOO], exact, "score function + LOO encoder gradient")
+    stats.assert_mean_differs(reps["gumbel_softmax"], exact, "Gumbel-softmax (tau = 1) encoder gradient")
 
 
-def test_exact_gradient_bad_inputs():
+def test_exact_gradient_bad_inputs(raises):
     model = vm.CategoricalVAE(n_pixels=6, n_latents=1, n_categories=3, n_hidden=4)
-    with pytest.raises(TypeError, match="model"):
+    with raises(TypeError, "model must be a CategoricalVAE", "GaussianVAE"):
         vm.exact_encoder_gradient(vm.GaussianVAE(n_pixels=6), _binary(2, 6, 0))
-    with pytest.raises(ValueError, match="x"):
+    with raises(ValueError, "x must hold binary pixels"):  # names no offending value
         vm.categorical_exact_loss(model, torch.full((2, 6), 0.5))
-    with pytest.raises(ValueError, match="chunk"):
+    with raises(ValueError, "chunk", "0"):
         vm.categorical_exact_loss(model, _binary(2, 6, 0), chunk=0)
 
 # ---------------------------------------------------------------- vocabulary, baseline, training steps
@@ -323,45 +322,45 @@ def test_training_steps_lower_the_loss_on_a_fixed_batch(digits, make, estimator)
 
 # ---------------------------------------------------------------- bad input
 
-def test_bad_inputs(digits):
+def test_bad_inputs(digits, raises):
     g, c = vm.GaussianVAE(n_hidden=8), vm.CategoricalVAE(n_hidden=8)
     x = digits.x_train[:4]
-    with pytest.raises(ValueError, match="estimator"):
+    with raises(ValueError, "estimator", "'gumbel_softmax'"):
         vm.elbo_surrogate(g, x, "gumbel_softmax")
-    with pytest.raises(ValueError, match="estimator"):
+    with raises(ValueError, "estimator", "'pathwise'"):
         vm.elbo_surrogate(c, x, "pathwise")
-    with pytest.raises(TypeError, match="model"):
+    with raises(TypeError, "model", "Linear"):
         vm.elbo_surrogate(torch.nn.Linear(64, 2), x, "pathwise")
-    with pytest.raises(ValueError, match="binary"):
+    with raises(ValueError, "x must hold binary pixels"):  # names no offending value
         vm.elbo_surrogate(g, x * 0.5 + 0.25, "pathwise")
-    with pytest.raises(ValueError, match=r"x must have shape \(batch, 64\)"):
+    with raises(ValueError, "x must have shape (batch, 64)", "(4, 10)"):
         vm.elbo_surrogate(g, x[:, :10], "pathwise")
-    with pytest.raises(TypeError, match="x must be a torch.Tensor"):
+    with raises(TypeError, "x must be a torch.Tensor", "ndarray"):
         vm.elbo_surrogate(g, x.numpy(), "pathwise")
-    with pytest.raises(ValueError, match="n_samples"):
+    with raises(ValueError, "n_samples", "0"):
         vm.elbo_surrogate(g, x, "pathwise", n_samples=0)
-    with pytest.raises(ValueError, match="estimator"):
+    with raises(ValueError, "estimator", "'score function'"):
         vm.elbo_surrogate(g, x, "score function", n_samples=4)  # a label, not a catalogue key
-    with pytest.raises(ValueError, match="n_samples >= 2"):
+    with raises(ValueError, "n_samples >= 2", "n_samples=1"):
         vm.elbo_surrogate(c, x, vm.SCORE_FUNCTION_LOO, n_samples=1)
-    with pytest.raises(ValueError, match="temperature"):
+    with raises(ValueError, "temperature", "0.0"):
         vm.elbo_surrogate(c, x, "gumbel_softmax", temperature=0.0)
-    with pytest.raises(TypeError, match="temperature"):
+    with raises(TypeError, "temperature", "'hot'"):
         vm.elbo_surrogate(c, x, "gumbel_softmax", temperature="hot")
-    with pytest.raises(ValueError, match="MAX_ENUMERATION"):
+    with raises(ValueError, "n_categories**n_latents", "MAX_ENUMERATION", "1000000"):
         vm.categorical_elbo_exact(vm.CategoricalVAE(n_latents=6, n_categories=10, n_hidden=4), x)
-    with pytest.raises(ValueError, match="q_logits"):
+    with raises(ValueError, "q_logits", "(4, 3, 9)"):
         vm.categorical_elbo_exact(c, x, q_logits=torch.zeros(4, 3, 9))
-    with pytest.raises(TypeError, match="GaussianVAE"):
+    with raises(TypeError, "model must be a GaussianVAE", "CategoricalVAE"):
         vm.gaussian_elbo(c, x)
-    with pytest.raises(TypeError, match="CategoricalVAE"):
+    with raises(TypeError, "model must be a CategoricalVAE", "GaussianVAE"):
         vm.categorical_log_marginal(g, x)
-    with pytest.raises(ValueError, match="z must end"):
+    with raises(ValueError, "z must end", "(3, 5)"):
         g.decode(torch.zeros(3, 5))
-    with pytest.raises(ValueError, match="y must end"):
+    with raises(ValueError, "y must end", "(3, 3, 9)"):
         c.decode(torch.zeros(3, 3, 9))
-    with pytest.raises(ValueError, match="n_categories"):
+    with raises(ValueError, "n_categories", "1"):
         vm.CategoricalVAE(n_categories=1)
-    with pytest.raises(TypeError, match="n_latent"):
+    with raises(TypeError, "n_latent", "2.0"):
         vm.GaussianVAE(n_latent=2.0)
 
