@@ -152,9 +152,10 @@ def _raise_non_finite_rows(out: torch.Tensor, x: torch.Tensor, n: int, what: str
     )
 
 
-def check_baseline(baseline, n_samples: int, named: tuple[str, ...] = ("loo",)):
+def check_baseline(baseline, n_samples: int, named: tuple[str, ...] = ("loo",), samples_name: str = "n_samples"):
     """The one check of a score-function baseline: ``None``, a finite number (returned
-    as a float), or one of the ``named`` baselines (``"loo"`` needs ``n_samples >= 2``).
+    as a float), or one of the ``named`` baselines (``"loo"`` needs ``n_samples >= 2``;
+    ``samples_name`` is what the caller calls that count, for the error message).
 
     Chapter code that offers more named baselines (a running mean, say) passes them in
     ``named``, so every baseline argument of the package is checked the same way.
@@ -166,7 +167,7 @@ def check_baseline(baseline, n_samples: int, named: tuple[str, ...] = ("loo",)):
         if baseline not in named:
             raise ValueError(f"baseline must be {allowed}, got {baseline!r}")
         if baseline == "loo" and n_samples < 2:
-            raise ValueError(f"baseline='loo' needs n_samples >= 2, got n_samples={n_samples}")
+            raise ValueError(f"baseline='loo' needs {samples_name} >= 2, got {samples_name}={n_samples}")
         return baseline
     if isinstance(baseline, bool) or not isinstance(baseline, numbers.Real):
         raise TypeError(f"baseline must be {allowed}, got {baseline!r} of type {type(baseline).__name__}")

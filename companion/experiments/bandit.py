@@ -261,7 +261,7 @@ def train_reinforce(
     seed = check_positive_int("seed", seed, minimum=0)
     if isinstance(lr, bool) or not isinstance(lr, numbers.Real) or not (lr > 0) or lr == float("inf"):
         raise ValueError(f"lr must be a finite number > 0, got {lr!r}")
-    baseline = check_baseline(baseline, batch_size, named=("running", "loo"))
+    baseline = check_baseline(baseline, batch_size, named=("running", "loo"), samples_name="batch_size")
     if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
         raise TypeError(f"dtype must be a floating torch.dtype, got {dtype!r}")
     device = torch.device(device)
