@@ -91,6 +91,10 @@ def test_quadratic_form_gradients_detect_a_wrong_map(generator, stats):
         (lambda: random_steps(SIGMA, 0.3, 10, 1), TypeError, ("generator", "1")),
         (lambda: quadratic_form_gradients(torch.zeros(2, dtype=F64), SIGMA, SIGMA, torch.zeros(2, dtype=F64),
                                           torch.zeros(5, 3, dtype=F64)), ValueError, ("z must", "(5, 3)")),
+        # the closed forms assume A = A^T; a non-symmetric A would give wrong "exact" values
+        (lambda: quadratic_form_gradients(torch.zeros(2, dtype=F64), SIGMA, torch.tensor([[1.0, 2.0], [0.0, 1.0]],
+                                          dtype=F64), torch.zeros(2, dtype=F64), torch.zeros(5, 2, dtype=F64)),
+         ValueError, ("a must be symmetric", "[[1.0, 2.0], [0.0, 1.0]]")),
     ],
 )
 def test_bad_input_names_the_argument(call, exc, names, raises):

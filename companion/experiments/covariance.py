@@ -91,9 +91,9 @@ def quadratic_form_gradients(mu: torch.Tensor, sigma: torch.Tensor, a: torch.Ten
     .. math::
 
         \nabla_\mu = 2A(\mu - k), \qquad \nabla_L = \operatorname{tril}(2AL), \qquad
-        \nabla_\Sigma = A, \qquad \partial_{\sigma_{12}} = 2A_{12},
+        \nabla_\Sigma = A, \qquad \partial_{s_{12}} = 2A_{12},
 
-    the last for the covariance :math:`\sigma_{12}` stored once (moving
+    for a symmetric :math:`A`, the last for the covariance :math:`s_{12}` stored once (moving
     :math:`\Sigma_{12}` and :math:`\Sigma_{21}` together). Each per-sample gradient is
     computed at every draw of ``z`` (shape ``(n, d)``) by ``torch.func.jacfwd``; the
     entries with no spread (above the diagonal of :math:`L`) count as :math:`z = 0`.
@@ -116,7 +116,10 @@ def quadratic_form_gradients(mu: torch.Tensor, sigma: torch.Tensor, a: torch.Ten
     if z.dim() != 2 or z.shape[1] != d or z.shape[0] < 2:
         raise ValueError(f"z must have shape (n >= 2, {d}), got {tuple(z.shape)}")
     if d != 2:
-        raise ValueError(f"the sigma_12 row needs d = 2, got d = {d}")
+        raise ValueError(f"the s12 row needs d = 2, got d = {d}")
+    if not torch.equal(a, a.T):
+        # the closed forms above use A = A^T (for any A, (x-k)^T A (x-k) is the same with (A + A^T)/2)
+        raise ValueError(f"a must be symmetric (use (a + a.T) / 2), got {a.tolist()}")
     chol = torch.linalg.cholesky(sigma)
 
     def f(x):
