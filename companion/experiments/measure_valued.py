@@ -60,7 +60,7 @@ FUNCTIONS = GAUSSIAN_TEST_FUNCTIONS  # ("quadratic", "exp", "cos"), as chapters 
 #: The estimators of the variance curves (canonical names, with their variance reduction).
 CURVE_ESTIMATORS = (
     "score_function",
-    "score_function+optimal_baseline",
+    "score_function[baseline=b]",
     "score_function+delta",
     "score_function+delta_optimal",
     "pathwise",
@@ -150,7 +150,7 @@ def _variances_at(name: str, k: float, mu: float, sigma: float) -> dict[str, tup
         g = float(np.dot(w, fx * s))
         es2 = float(np.dot(w, s * s))
         row.append(float(np.dot(w, fx**2 * s**2)) - float(np.dot(w, fx * s * s)) ** 2 / es2 - g**2)
-    out["score_function+optimal_baseline"] = tuple(row)
+    out["score_function[baseline=b]"] = tuple(row)
     taylor = f(mu) + df(mu) * sigma * e + 0.5 * d2f(mu) * sigma**2 * e**2
     out["score_function+delta"] = (_var((fx - taylor) * s_mu, w), _var((fx - taylor) * s_sigma, w))
     row = []
@@ -241,12 +241,12 @@ def dimension_sweep(dims, mu: float = 1.0, sigma: float = 1.0) -> dict[str, np.n
     return {
         "dims": d,
         "score_function": sf,
-        "score_function+optimal_baseline": sf_b,
+        "score_function[baseline=b]": sf_b,
         "pathwise": np.full_like(d, 4 * sigma**2),
         "measure_valued": np.full_like(d, 8 * mu**2 * (2 - math.pi / 2) / math.pi),
         "evaluations": {
             "score_function": np.ones_like(d),
-            "score_function+optimal_baseline": np.ones_like(d),
+            "score_function[baseline=b]": np.ones_like(d),
             "pathwise": np.ones_like(d),
             "measure_valued": 4 * d,
         },
