@@ -159,7 +159,12 @@ def _uniform_open(shape, generator, device, dtype) -> torch.Tensor:
     """:func:`uniform_open` without argument checks (for the companion's internal calls)."""
     draw = None if dtype is None else compute_dtype(dtype)
     u = torch.rand(shape, generator=generator, dtype=draw)
-    u = _cast(u, dtype, None)
-    info = torch.finfo(u.dtype)
-    u = u.clamp_(min=info.tiny, max=1.0 - info.eps / 2)
+    u = _clamp_unit(_cast(u, dtype, None))
     return u if device is None else u.to(device)
+
+
+def _clamp_unit(u: torch.Tensor) -> torch.Tensor:
+    """``u`` clamped into :math:`[t, 1 - \\epsilon/2]` of its dtype (the smallest normal number
+    and the largest float below one): the package's one clamp of uniform noise."""
+    info = torch.finfo(u.dtype)
+    return u.clamp(min=info.tiny, max=1.0 - info.eps / 2)

@@ -33,7 +33,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from companion.device import uniform_open
+from companion.device import _uniform_open
 from companion.validation import as_tensor, check_finite, check_positive, check_positive_int, check_tensor
 
 __all__ = ["arm", "disarm", "rebar", "relax", "conditional_logistic"]
@@ -67,7 +67,7 @@ def _values(name: str, values, n: int, logits: torch.Tensor) -> torch.Tensor:
 
 
 def _uniform(n: int, logits: torch.Tensor) -> torch.Tensor:
-    return uniform_open((n,) + tuple(logits.shape), dtype=logits.dtype, device=logits.device)
+    return _uniform_open((n,) + tuple(logits.shape), None, logits.device, logits.dtype)  # checked by the caller
 
 
 # --------------------------------------------------------------------------- ARM, DisARM

@@ -40,7 +40,11 @@ from torch.func import grad, jacfwd, vmap
 from companion import validation
 from companion.validation import _show, check_finite, check_positive_int, check_tensor
 
-__all__ = ["score_function", "pathwise", "loo_baseline", "Baseline"]
+__all__ = [
+    "score_function", "pathwise", "loo_baseline", "check_baseline", "Baseline",
+    # re-exported from their own modules (see the end of this file)
+    "measure_valued", "arm", "disarm", "rebar", "elbo_gradient", "iwae_bound",
+]
 
 Baseline = Union[None, float, int, str]
 

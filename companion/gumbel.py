@@ -33,7 +33,7 @@ from companion.device import _checked, _uniform_open
 from companion import validation
 from companion.validation import _show, as_tensor, check_tensor, compute_dtype
 
-__all__ = ["gumbel", "gumbel_max", "gumbel_softmax", "straight_through"]
+__all__ = ["gumbel", "gumbel_max", "gumbel_softmax", "straight_through", "gumbel_rao", "check_temperature"]
 
 
 def gumbel(shape, *, generator: torch.Generator | None = None, device=None, dtype=None) -> torch.Tensor:

@@ -20,7 +20,7 @@ import torch
 from torch.distributions import Distribution
 
 from companion import validation
-from companion.device import _randn, _uniform_open
+from companion.device import _clamp_unit, _randn, _uniform_open
 from companion.validation import (
     as_tensor,
     check_finite,
@@ -271,11 +271,6 @@ def mvn_sqrtm(mu, covariance, z=None, sample_shape=(), generator=None) -> torch.
     z = _mvn_noise(z, sample_shape, mu, d, generator)
     root = _SqrtmPSD.apply(sigma)[0]
     return _rounded(mu + z @ root, out_dtype)  # root is symmetric, so z @ root == (root @ z^T)^T
-
-
-def _clamp_unit(u: torch.Tensor) -> torch.Tensor:
-    info = torch.finfo(u.dtype)
-    return u.clamp(min=info.tiny, max=1.0 - info.eps / 2)
 
 
 def _clamp_unit_symmetric(u: torch.Tensor) -> torch.Tensor:

@@ -356,8 +356,10 @@ def sample_variance_se(variance: float, fourth_moment: float, n_samples: int) ->
     :math:`V` the variance and :math:`m_4` the fourth central moment of one draw.
     """
     n = check_positive_int("n_samples", n_samples)
-    v = float(_float_array("variance", variance))
-    m4 = float(_float_array("fourth_moment", fourth_moment))
+    v, m4 = _float_array("variance", variance), _float_array("fourth_moment", fourth_moment)
+    if v.ndim or m4.ndim:
+        raise ValueError(f"variance and fourth_moment must be single numbers, got shapes {v.shape} and {m4.shape}")
+    v, m4 = float(v), float(m4)
     if v < 0:
         raise ValueError(f"variance must be >= 0, got {variance!r}")
     if m4 < v * v * (1 - 1e-12):
@@ -416,7 +418,10 @@ class VarianceCheck:
         if other.measured.shape != self.measured.shape:
             raise ValueError(f"other must have shape {self.measured.shape}, got {other.measured.shape}")
         if (self.exact == 0).any() or (other.exact == 0).any() or (other.measured == 0).any():
-            raise ValueError("a ratio needs nonzero exact variances and a nonzero measured denominator")
+            raise ValueError(
+                f"a ratio needs nonzero exact variances (self.exact={self.exact.tolist()}, "
+                f"other.exact={other.exact.tolist()}) and other.measured nonzero, got {other.measured.tolist()}"
+            )
         r = self.measured / other.measured
         se = r * np.hypot(self.se / self.exact, other.se / other.exact)
         return VarianceRatio(r, se, self.exact / other.exact)

@@ -22,7 +22,7 @@ PAGE = ROOT / "book" / "api.md"
 
 #: (module, summary, members to show or None for all), in the page's order.
 LIBRARY = [
- ("companion.estimators", "The score-function and pathwise estimators; the other families below are re-exported here (`companion.estimators.measure_valued`, `arm`, `disarm`, `rebar`, `elbo_gradient`, `iwae_bound`).", "score_function, pathwise"),
+ ("companion.estimators", "The score-function and pathwise estimators, the one leave-one-out baseline and baseline check; the other families below are re-exported here (`companion.estimators.measure_valued`, `arm`, `disarm`, `rebar`, `elbo_gradient`, `iwae_bound`).", "score_function, pathwise, loo_baseline, check_baseline"),
  ("companion.measure_valued", "Measure-valued (weak-derivative) gradients, the third family (chapter 5).", "measure_valued, evaluations_per_sample"),
  ("companion.control_variates", "Control variates beyond constant baselines, antithetic and quasi-Monte Carlo noise (chapter 5).", None),
  ("companion.discrete", "Unbiased gradients for binary variables: ARM, DisARM, REBAR and RELAX's estimator step (chapter 7).", None),
@@ -30,7 +30,7 @@ LIBRARY = [
  ("companion.reparam", "Reparameterized samplers, each a deterministic function of parameters and base noise.", None),
  ("companion.implicit", "Implicit reparameterization gradients computed independently of torch's samplers (chapter 4).", None),
  ("companion.gumbel", "Gumbel noise, Gumbel-max, Gumbel-softmax, straight-through and Gumbel-Rao.", None),
- ("companion.stats", "Bias (with the noise floor removed), variance, cosine and mean squared error of an estimator against an exact gradient.", None),
+ ("companion.stats", "Judging an estimator against an exact value: bias (with the noise floor removed), variance, cosine and mean squared error; measured variances against exact ones; paired differences and agreement over seeds.", None),
  ("companion.catalogue", "What the book knows about every estimator, from which the cheat sheet is generated.", None),
  ("companion.device", "The one place that picks CPU or GPU and draws reproducible noise.", None),
  ("companion.validation", "Argument checks, and the switch that turns value checks off.", None),
