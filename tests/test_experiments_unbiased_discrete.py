@@ -19,6 +19,7 @@ import pytest
 import torch
 
 from companion import catalogue
+from companion import stats as stats_module
 from companion.experiments import unbiased_discrete as U
 
 torch.set_num_threads(1)
@@ -126,11 +127,96 @@ def test_gradient_quality_measures_a_known_bias(seed, stats):
     stats.assert_within(q.rel_var.item(), 2e-4 / 25, 1e-4 * math.sqrt(4 / (n - 1)) / 25, "relative variance", n=n)
 
 
+def test_gradient_quality_shares_stats_gradient_error(seed):
+    """Noise floor and relative variance are companion.stats.gradient_error's, per seed;
+    the raw bias is the corrected one with the floor added back (when not clipped)."""
+    exact = torch.randn(1, 3, 5)
+    est = exact + 0.2 + 0.3 * torch.randn(50, 3, 5)
+    q = U.gradient_quality(est, exact)
+    assert q.rel_bias.shape == q.cosine.shape == (3,) and len(q.errors) == 3
+    for s in range(3):
+        e = stats_module.gradient_error(est[:, s], exact[0, s])
+        assert q.errors[s] == e
+        assert q.noise_floor[s].item() == pytest.approx(e.noise_floor, rel=1e-12)
+        assert q.rel_var[s].item() == pytest.approx(e.relative_variance, rel=1e-12)
+        raw = math.sqrt(e.relative_bias**2 + e.noise_floor**2)
+        assert q.rel_bias[s].item() == pytest.approx(raw, rel=1e-9)
+
+
+def test_max_z_counts_standard_errors(seed):
+    """Mean exactly 0.3 off in coordinate 1 with SE 0.1: z = 3 there, 0 in coordinate 0."""
+    base = torch.randn(400, 2)
+    base = (base - base.mean(0)) / base.std(0) * 2.0  # mean 0, sd 2: SE 0.1
+    exact = torch.tensor([0.0, -0.3])
+    assert U.max_z(base, exact) == pytest.approx(3.0, rel=1e-5)
+    assert U.max_z(base, torch.zeros(2)) == pytest.approx(0.0, abs=1e-5)
+
+
+def test_bad_arguments_are_named(raises):
+    m, x = tiny()
+    f = U.toy_f(0.4)
+    with raises(ValueError, "name", "'nope'"):
+        U.n_for_budget("nope", 10)
+    with raises(TypeError, "budget", "2.5"):
+        U.n_for_budget("arm", 2.5)
+    with raises(ValueError, "name", "'nope'"):
+        U.train_binary_vae("nope", 10, 6)
+    with raises(ValueError, "name", "'relax'"):
+        U.train_binary_vae("relax", 10, 6)
+    with raises(ValueError, "steps", "0"):
+        U.train_binary_vae("arm", 0, 6)
+    with raises(ValueError, "lr", "-1.0"):
+        U.train_binary_vae("arm", 10, 6, lr=-1.0)
+    with raises(ValueError, "seeds", "0"):
+        U.init_vae(0)
+    with raises(ValueError, "d", "0"):
+        U.init_vae(2, d=0)
+    with raises(TypeError, "t", "'a'"):
+        U.toy_f("a")
+    with raises(ValueError, "t", "nan"):
+        U.toy_f(float("nan"))
+    with raises(ValueError, "d", "0"):
+        U.all_codes(0)
+    with raises(ValueError, "name", "'nope'"):
+        U.encoder_gradient("nope", m, x, 2)
+    with raises(TypeError, "m", "tuple"):
+        U.encoder_gradient("arm", tuple(m), x, 2)
+    with raises(ValueError, "x", "(4, 63)"):
+        U.encoder_gradient("arm", m, x[:, :63], 2)
+    with raises(ValueError, "n", "0"):
+        U.encoder_gradient("arm", m, x, 0)
+    with raises(ValueError, "reps", "0"):
+        U.encoder_gradient("arm", m, x, 2, reps=0)
+    with raises(ValueError, "control", "None"):
+        U.encoder_gradient("relax", m, x, 2)
+    with raises(ValueError, "control", "None"):
+        U.estimate("relax", f, torch.zeros(1), 2)
+    with raises(ValueError, "logits", "nan"):
+        U.estimate("arm", f, torch.tensor([float("nan")]), 2)
+    with raises(ValueError, "x", "NaN"):
+        U.exact_elbo(m, x * float("nan"))
+    with raises(TypeError, "x", "list"):
+        U.exact_elbo(m, x.tolist())
+    with raises(TypeError, "logits", "list"):
+        U.neg_kl([0.0])
+    with raises(ValueError, "logits", "inf"):
+        U.neg_kl(torch.tensor([float("inf")]))
+    exact = torch.ones(1, 2, 3)
+    with raises(ValueError, "estimates", "(2, 3)"):
+        U.gradient_quality(torch.ones(2, 3), exact)
+    with raises(ValueError, "exact", "(1, 2, 3)"):
+        U.gradient_quality(torch.ones(5, 2, 3), torch.ones(2, 3))
+    with raises(ValueError, "estimates", "NaN"):
+        U.gradient_quality(torch.full((5, 2, 3), float("nan")), exact)
+    with raises(ValueError, "exact", "(2,)"):
+        U.max_z(torch.ones(5, 3), torch.ones(2))
+
+
 def test_budget_sets_the_number_of_samples():
     assert [U.n_for_budget(n, 6) for n in (SF_LOO, "arm", "rebar")] == [6, 3, 2]
     with pytest.raises(ValueError, match="too small"):
         U.n_for_budget(SF_LOO, 1)
-    with pytest.raises(ValueError, match="unknown estimator"):
+    with pytest.raises(ValueError, match="name must be one of"):
         U.estimate("nope", U.toy_f(0.4), torch.zeros(1), 2)
 
 
@@ -140,7 +226,7 @@ def test_estimators_are_named_by_catalogue_keys():
     assert set(U.COST) == set(U.NAMES)
     assert [catalogue.by_key(name).key for name in U.NAMES] == list(U.NAMES)
     assert SF_LOO in U.NAMES and "score_function" not in U.NAMES
-    with pytest.raises(ValueError, match="unknown estimator 'score_function'"):
+    with pytest.raises(ValueError, match="got 'score_function'"):
         U.estimate("score_function", U.toy_f(0.4), torch.zeros(1), 2)
 
 
@@ -159,7 +245,7 @@ def test_all_codes_enumerates_every_code_once_in_order():
 
 
 def test_training_raises_the_exact_elbo():
-    run = U.train_vae("disarm", 40, 6, seeds=2, d=4, batch=16, lr=0.03, eval_every=20)
+    run = U.train_binary_vae("disarm", 40, 6, seeds=2, d=4, batch=16, lr=0.03, eval_every=20)
     assert run.elbo.shape == (3, 2) and run.steps == [0, 20, 40]
     assert (run.elbo[-1] > run.elbo[0] + 1.0).all()
 

@@ -19,6 +19,7 @@ point) as an independent problem.
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Callable, NamedTuple
 
 import torch
@@ -26,6 +27,13 @@ import torch.nn.functional as F
 
 from companion import discrete
 from companion.estimators import loo_baseline
+from companion.stats import gradient_error
+from companion.validation import (
+    check_choice,
+    check_finite,
+    check_positive_int,
+    check_tensor,
+)
 from companion.experiments.data import load_binary_digits
 from companion.experiments.vae_models import SCORE_FUNCTION_LOO, _codes
 from companion.gumbel import gumbel_rao, gumbel_softmax
@@ -35,6 +43,7 @@ __all__ = [
     "COST",
     "toy_f",
     "toy_exact",
+    "max_z",
     "estimate",
     "toy_study",
     "ToyStudy",
@@ -45,7 +54,8 @@ __all__ = [
     "exact_elbo",
     "encoder_gradient",
     "gradient_quality",
-    "train_vae",
+    "Quality",
+    "train_binary_vae",
 ]
 
 #: The chapter's estimators, by catalogue key (:func:`companion.catalogue.label` names them).
@@ -68,6 +78,8 @@ GR_K = 10
 
 def n_for_budget(name: str, budget: int) -> int:
     """Samples an estimator can afford with ``budget`` evaluations of f (at least 2 for the LOO)."""
+    check_choice("name", name, NAMES)
+    budget = check_positive_int("budget", budget)
     n = budget // COST[name][0]
     if n < (2 if name == SCORE_FUNCTION_LOO else 1):
         raise ValueError(f"budget={budget} is too small for {name}")
@@ -96,6 +108,18 @@ def _two_class(sampler, f, logits, n):
 
 def estimate(name: str, f, logits: torch.Tensor, n: int, control=None) -> torch.Tensor:
     """Per-sample estimates ``(n, *logits.shape)`` of the named estimator; ``control`` for RELAX."""
+    check_choice("name", name, NAMES)
+    if not callable(f):
+        raise TypeError(f"f must be callable, got {f!r}")
+    check_finite("logits", check_tensor("logits", logits))
+    n = check_positive_int("n", n)
+    if name == "relax" and control is None:
+        raise ValueError("control must be a trained RELAX control (train_control) for name='relax', got None")
+    return _estimate(name, f, logits, n, control)
+
+
+def _estimate(name, f, logits, n, control=None):
+    """:func:`estimate` without the argument checks."""
     if name == SCORE_FUNCTION_LOO:
         return _score_function_loo(f, logits, n)
     if name == "straight_through":
@@ -109,21 +133,47 @@ def estimate(name: str, f, logits: torch.Tensor, n: int, control=None) -> torch.
     if name == "rebar":
         return discrete.rebar(f, logits, n, temperature=TEMPERATURE, eta=1.0)
     if name == "relax":
-        if control is None:
-            raise ValueError("relax needs a trained control")
         return discrete.relax(f, logits, n, control)
-    raise ValueError(f"unknown estimator {name!r}; expected one of {NAMES}")
+    raise ValueError(f"name must be one of {NAMES}, got {name!r}")
 
 
 # --------------------------------------------------------------------------- the toy
+def _check_t(t) -> float:
+    """``t`` as a finite float (TypeError for a non-number, ValueError for NaN/inf)."""
+    if isinstance(t, bool) or not isinstance(t, numbers.Real):
+        raise TypeError(f"t must be a real number, got {t!r} of type {type(t).__name__}")
+    if not math.isfinite(t):
+        raise ValueError(f"t must be finite, got {t!r}")
+    return t
+
+
 def toy_f(t: float) -> Callable[[torch.Tensor], torch.Tensor]:
     """:math:`f(b) = (b - t)^2` elementwise: every entry of the logits is its own problem."""
+    _check_t(t)
     return lambda b: (b - t) ** 2
 
 
 def toy_exact(theta: torch.Tensor, t: float) -> torch.Tensor:
     r""":math:`\sigma'(\theta)(1 - 2t)`."""
+    check_tensor("theta", theta)
+    _check_t(t)
     return torch.sigmoid(theta) * torch.sigmoid(-theta) * (1 - 2 * t)
+
+
+def max_z(estimates: torch.Tensor, exact: torch.Tensor) -> float:
+    """Largest ``|mean - exact|`` over coordinates, in standard errors of the mean.
+
+    ``estimates`` is ``(n, p)`` (``n >= 2`` independent estimates), ``exact`` is ``(p,)``;
+    an unbiased estimator gives a value of a few units at most.
+    """
+    check_finite("estimates", check_tensor("estimates", estimates))
+    check_finite("exact", check_tensor("exact", exact))
+    if estimates.dim() != 2 or estimates.shape[0] < 2:
+        raise ValueError(f"estimates must have shape (n, p) with n >= 2, got shape {tuple(estimates.shape)}")
+    if exact.shape != estimates.shape[1:]:
+        raise ValueError(f"exact must have shape {tuple(estimates.shape[1:])}, got shape {tuple(exact.shape)}")
+    se = estimates.std(0) / estimates.shape[0] ** 0.5
+    return ((estimates.mean(0) - exact).abs() / se).max().item()
 
 
 class Control(torch.nn.Module):
@@ -174,6 +224,8 @@ class ToyStudy(NamedTuple):
 
 def toy_study(theta: torch.Tensor, t: float, budget: int, reps: int, seeds, control=None) -> ToyStudy:
     """Each estimator's budget-``budget`` estimate, ``reps`` times per seed, at every theta."""
+    check_finite("theta", check_tensor("theta", theta))
+    reps = check_positive_int("reps", reps, minimum=2)
     f = toy_f(t)
     out = {k: {} for k in ("mean", "var", "snr")}
     for name in NAMES:
@@ -206,6 +258,11 @@ class BinaryVAE(NamedTuple):
 
 
 def init_vae(seeds: int, d: int = 8, pixels: int = 64, seed: int = 0) -> BinaryVAE:
+    """``seeds`` models with ``d`` latent bits: small random weights, zero biases."""
+    seeds = check_positive_int("seeds", seeds)
+    d = check_positive_int("d", d)
+    pixels = check_positive_int("pixels", pixels)
+    seed = check_positive_int("seed", seed, minimum=0)
     g = torch.Generator().manual_seed(seed)
     return BinaryVAE(
         (0.1 * torch.randn(seeds, pixels, d, generator=g)).requires_grad_(),
@@ -217,6 +274,7 @@ def init_vae(seeds: int, d: int = 8, pixels: int = 64, seed: int = 0) -> BinaryV
 
 def all_codes(d: int) -> torch.Tensor:
     """Every binary code of length d, shape (2^d, d), in lexicographic order (floats)."""
+    d = check_positive_int("d", d)
     return _codes(d, 2).to(torch.get_default_dtype())
 
 
@@ -235,6 +293,11 @@ def log_likelihood(m: BinaryVAE, x: torch.Tensor, b: torch.Tensor) -> torch.Tens
 
 def neg_kl(logits: torch.Tensor) -> torch.Tensor:
     r""":math:`-\mathrm{KL}(q \,\|\, \operatorname{Bernoulli}(1/2)^d)` per data point, (S, B)."""
+    check_finite("logits", check_tensor("logits", logits))
+    return _neg_kl(logits)
+
+
+def _neg_kl(logits):
     q = torch.sigmoid(logits)
     return -(q * F.logsigmoid(logits) + (1 - q) * F.logsigmoid(-logits) + math.log(2)).sum(-1)
 
@@ -242,6 +305,22 @@ def neg_kl(logits: torch.Tensor) -> torch.Tensor:
 def exact_elbo(m: BinaryVAE, x: torch.Tensor) -> torch.Tensor:
     r"""The ELBO per data point by enumerating all :math:`2^d` codes, (S, B):
     :math:`\sum_b q(b \mid x) \log p(x \mid b) - \mathrm{KL}`."""
+    _check_model_and_x(m, x)
+    return _exact_elbo(m, x)
+
+
+def _check_model_and_x(m, x):
+    """TypeError/ValueError unless m is a BinaryVAE and x a finite (B, P) or (S, B, P) batch."""
+    if not isinstance(m, BinaryVAE):
+        raise TypeError(f"m must be a BinaryVAE, got {type(m).__name__}")
+    check_finite("x", check_tensor("x", x))
+    seeds, pixels = m.w_enc.shape[0], m.w_enc.shape[1]
+    ok = (x.dim() == 2 and x.shape[1] == pixels) or (x.dim() == 3 and x.shape[0] == seeds and x.shape[2] == pixels)
+    if not ok:
+        raise ValueError(f"x must have shape (B, {pixels}) or ({seeds}, B, {pixels}), got shape {tuple(x.shape)}")
+
+
+def _exact_elbo(m, x):
     logits = encoder_logits(m, x)
     d = logits.shape[-1]
     codes = all_codes(d).to(logits.device)
@@ -250,7 +329,7 @@ def exact_elbo(m: BinaryVAE, x: torch.Tensor) -> torch.Tensor:
     ll = torch.einsum("sbp,scp->sbc", xs, F.logsigmoid(a)) + torch.einsum("sbp,scp->sbc", 1 - xs, F.logsigmoid(-a))
     log_q = codes @ F.logsigmoid(logits).transpose(1, 2) + (1 - codes) @ F.logsigmoid(-logits).transpose(1, 2)
     q = log_q.transpose(1, 2).exp()  # (S, B, C)
-    return (q * ll).sum(-1) + neg_kl(logits)
+    return (q * ll).sum(-1) + _neg_kl(logits)
 
 
 def encoder_gradient(name: str, m: BinaryVAE, x: torch.Tensor, n: int, reps: int = 1, control=None):
@@ -258,12 +337,24 @@ def encoder_gradient(name: str, m: BinaryVAE, x: torch.Tensor, n: int, reps: int
     from ``n`` samples per data point: (reps, S, 64 * d + d) (weights then biases).
     ``name="exact"`` gives the enumerated gradient, (1, S, 64 * d + d). The KL term is exact
     in every estimator; only :math:`\nabla \mathbb E_q[\log p(x \mid b)]` is estimated."""
+    check_choice("name", name, ("exact",) + NAMES)
+    _check_model_and_x(m, x)
+    reps = check_positive_int("reps", reps)
+    if name != "exact":
+        n = check_positive_int("n", n)
+    if name == "relax" and control is None:
+        raise ValueError("control must be a trained RELAX control for name='relax', got None")
+    return _encoder_gradient(name, m, x, n, reps, control)
+
+
+def _encoder_gradient(name, m, x, n, reps=1, control=None):
+    """:func:`encoder_gradient` without the argument checks."""
     x = x.detach()
     logits = encoder_logits(m, x)
     B = logits.shape[1]
     params = [m.w_enc, m.c_enc]
     if name == "exact":
-        gw, gc = torch.autograd.grad(exact_elbo(m, x).mean(1).sum(), params)
+        gw, gc = torch.autograd.grad(_exact_elbo(m, x).mean(1).sum(), params)
         return torch.cat([gw.flatten(1), gc], dim=1)[None]
     dec = BinaryVAE(m.w_enc, m.c_enc, m.w_dec.detach(), m.c_dec.detach())
 
@@ -273,8 +364,8 @@ def encoder_gradient(name: str, m: BinaryVAE, x: torch.Tensor, n: int, reps: int
         return ll.reshape(k, reps, *ll.shape[1:])
 
     big = logits.detach().expand(reps, *logits.shape)
-    g_logits = estimate(name, f, big, n, control).mean(0)  # (reps, S, B, d)
-    (g_kl,) = torch.autograd.grad(neg_kl(logits).sum(), logits)
+    g_logits = _estimate(name, f, big, n, control).mean(0)  # (reps, S, B, d)
+    (g_kl,) = torch.autograd.grad(_neg_kl(logits).sum(), logits)
     g_logits = (g_logits + g_kl) / B
     xs = x if x.dim() == 3 else x.expand(logits.shape[0], *x.shape)
     gw = torch.einsum("sbp,rsbd->rspd", xs, g_logits)
@@ -282,20 +373,44 @@ def encoder_gradient(name: str, m: BinaryVAE, x: torch.Tensor, n: int, reps: int
 
 
 class Quality(NamedTuple):
-    rel_bias: torch.Tensor  # (S,) ||mean - exact|| / ||exact||
-    noise_floor: torch.Tensor  # (S,) sqrt(tr Var / reps) / ||exact||: rel_bias's size when unbiased
-    cosine: torch.Tensor  # (S,) mean over reps of cos(single estimate, exact)
-    rel_var: torch.Tensor  # (S,) tr Var / ||exact||^2
+    """Per-seed summaries of :func:`gradient_quality`, each a float64 tensor (S,)."""
+
+    rel_bias: torch.Tensor  #: ||mean - exact|| / ||exact||, the noise floor NOT removed
+    noise_floor: torch.Tensor  #: sqrt(tr Var / reps) / ||exact||: rel_bias's size when unbiased
+    cosine: torch.Tensor  #: mean over reps of cos(single estimate, exact)
+    rel_var: torch.Tensor  #: tr Var / ||exact||^2
+    errors: tuple  #: one :class:`companion.stats.GradientError` per seed
 
 
 def gradient_quality(estimates: torch.Tensor, exact: torch.Tensor) -> Quality:
-    """Bias, cosine and variance of (reps, S, P) estimates against the exact (1, S, P)."""
-    e, g = estimates.double(), exact.double()[0]
-    norm = g.norm(dim=-1)
-    mean = e.mean(0)
-    tr_var = e.var(0).sum(-1)
+    r"""Bias, cosine and variance of (reps, S, P) estimates against the exact (1, S, P), per seed.
+
+    A thin per-seed wrapper of :func:`companion.stats.gradient_error`, whose
+    ``noise_floor`` and ``relative_variance`` it reports unchanged (``errors`` keeps the
+    whole :class:`~companion.stats.GradientError` of each seed). Two fields differ in
+    definition from ``gradient_error``'s, on purpose: chapter 7 prints them next to the
+    noise floor to show the bias *is* the floor for an unbiased estimator.
+
+    * ``rel_bias`` is the raw :math:`\lVert\bar g - g\rVert / \lVert g\rVert` (its
+      ``relative_bias`` subtracts the noise floor first);
+    * ``cosine`` is the mean over reps of the cosine of each *single* estimate with
+      :math:`g` (a per-step direction quality; its ``cosine`` is that of the *mean*).
+    """
+    check_finite("estimates", check_tensor("estimates", estimates))
+    check_finite("exact", check_tensor("exact", exact))
+    if estimates.dim() != 3 or estimates.shape[0] < 2:
+        raise ValueError(f"estimates must have shape (reps, S, P) with reps >= 2, got shape {tuple(estimates.shape)}")
+    if exact.shape != (1,) + tuple(estimates.shape[1:]):
+        raise ValueError(
+            f"exact must have shape {(1,) + tuple(estimates.shape[1:])}, got shape {tuple(exact.shape)}"
+        )
+    e, g = estimates.detach().double().cpu(), exact.detach().double().cpu()[0]
+    errors = tuple(gradient_error(e[:, s], g[s]) for s in range(g.shape[0]))
+    raw = (e.mean(0) - g).norm(dim=-1) / g.norm(dim=-1)
     cos = F.cosine_similarity(e, g.expand_as(e), dim=-1).mean(0)
-    return Quality((mean - g).norm(dim=-1) / norm, (tr_var / e.shape[0]).sqrt() / norm, cos, tr_var / norm**2)
+    floor = torch.tensor([q.noise_floor for q in errors], dtype=torch.float64)
+    rel_var = torch.tensor([q.relative_variance for q in errors], dtype=torch.float64)
+    return Quality(raw, floor, cos, rel_var, errors)
 
 
 class Training(NamedTuple):
@@ -304,7 +419,7 @@ class Training(NamedTuple):
     model: BinaryVAE
 
 
-def train_vae(
+def train_binary_vae(
     name: str,
     steps: int,
     budget: int,
@@ -317,7 +432,17 @@ def train_vae(
 ) -> Training:
     r"""Train ``seeds`` binary VAEs at once; the encoder's gradient from estimator ``name``
     with ``budget`` evaluations of f per data point, the decoder's exact (enumerated), so the
-    runs differ only in the encoder's estimator. Records the exact held-out ELBO."""
+    runs differ only in the encoder's estimator. Records the exact held-out ELBO.
+    ``name`` is ``"exact"`` or one of :data:`NAMES` but ``"relax"`` (no control here)."""
+    check_choice("name", name, ("exact",) + tuple(k for k in NAMES if k != "relax"))
+    steps = check_positive_int("steps", steps)
+    budget = check_positive_int("budget", budget)
+    seeds = check_positive_int("seeds", seeds)
+    d = check_positive_int("d", d)
+    batch = check_positive_int("batch", batch)
+    eval_every = check_positive_int("eval_every", eval_every)
+    if isinstance(lr, bool) or not isinstance(lr, numbers.Real) or not lr > 0 or not math.isfinite(lr):
+        raise ValueError(f"lr must be a finite number > 0, got {lr!r}")
     data = load_binary_digits() if data is None else data
     x_train, x_test = data.x_train, data.x_test[:200]
     m = init_vae(seeds, d)
@@ -329,14 +454,14 @@ def train_vae(
         if step % eval_every == 0:
             with torch.no_grad():
                 record_steps.append(step)
-                record.append(exact_elbo(m, x_test).mean(1))
+                record.append(_exact_elbo(m, x_test).mean(1))
         if step == steps:
             break
         idx = torch.randint(len(x_train), (seeds, batch), generator=gen)
         x = x_train[idx]  # (S, B, 64)
         opt.zero_grad()
-        (g_dw, g_dc) = torch.autograd.grad(-exact_elbo(m, x).mean(1).sum(), [m.w_dec, m.c_dec])
-        g_enc = encoder_gradient(name, m, x, n)[0] if n else encoder_gradient("exact", m, x, 0)[0]
+        (g_dw, g_dc) = torch.autograd.grad(-_exact_elbo(m, x).mean(1).sum(), [m.w_dec, m.c_dec])
+        g_enc = _encoder_gradient(name, m, x, n)[0] if n else _encoder_gradient("exact", m, x, 0)[0]
         dd = m.w_enc.shape[2]
         m.w_enc.grad = -g_enc[:, : 64 * dd].reshape(m.w_enc.shape)
         m.c_enc.grad = -g_enc[:, 64 * dd :]
