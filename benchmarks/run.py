@@ -3,7 +3,7 @@
 
     .venv/bin/python benchmarks/run.py              # the kernel tables (a minute or two)
     .venv/bin/python benchmarks/run.py --quick      # fewer sizes and repeats (smoke test)
-    .venv/bin/python benchmarks/run.py --efficiency # + chapter 6's estimator efficiency table
+    .venv/bin/python benchmarks/run.py --efficiency # + chapter 8's estimator efficiency table
     .venv/bin/python benchmarks/run.py --book       # + every notebook's run time and the build
     COMPANION_DEVICE=cuda .venv/bin/python benchmarks/run.py   # + the same tables on the GPU
 
@@ -373,10 +373,10 @@ def bench_multisample(device: torch.device, n: int, rounds: int) -> None:
 
 
 def bench_efficiency(device: torch.device, n: int) -> None:
-    """Chapter 6's table: variance x time per sample of each estimator on each problem."""
+    """Chapter 8's table: variance x time per sample of each estimator on each problem."""
     try:
         from companion.experiments import comparison, comparison_report
-    except ImportError as err:  # the module arrives with chapter 6
+    except ImportError as err:  # chapter 8's experiment code
         print(f"\nEstimator efficiency: skipped ({err})")
         return
     print(f"\nEstimator efficiency on {device} (companion.experiments.comparison, {n:.0e} samples each)")
@@ -543,7 +543,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer sizes and rounds (a smoke test)")
     parser.add_argument("--rounds", type=int, default=None, help="interleaved rounds per comparison")
-    parser.add_argument("--efficiency", action="store_true", help="chapter 6's estimator efficiency table")
+    parser.add_argument("--efficiency", action="store_true", help="chapter 8's estimator efficiency table")
     parser.add_argument("--book", action="store_true", help="time every notebook and the full build (slow)")
     parser.add_argument("--only-book", action="store_true", help="only the book's time budget")
     parser.add_argument("--threads", type=int, default=1,
