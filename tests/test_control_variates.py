@@ -197,19 +197,19 @@ def test_pathwise_from_noise_matches_formula():
 def test_bad_input(raises):
     with raises(ValueError, "coefficient must be one of", "'best'"):
         apply_control_variate(torch.ones(3, 1), torch.ones(3, 1), 0.0, "best")
-    with pytest.raises(ValueError, match="needs n_samples >= 3"):
+    with raises(ValueError, "coefficient='loo'", "n_samples >= 3", "got 2"):
         apply_control_variate(torch.ones(2, 1), torch.ones(2, 1), 0.0, "loo")
-    with pytest.raises(ValueError, match="same shape"):
+    with raises(ValueError, "g and h", "same shape", "(3, 1) and (3, 2)"):
         apply_control_variate(torch.ones(3, 1), torch.ones(3, 2), 0.0)
     with raises(TypeError, "coefficient must be", "True"):
         apply_control_variate(torch.ones(3, 1), torch.ones(3, 1), 0.0, True)
     with raises(ValueError, "coefficient must be finite", "nan"):
         apply_control_variate(torch.ones(3, 1), torch.ones(3, 1), 0.0, float("nan"))
-    with pytest.raises(ValueError, match="delta-method control variate needs a Normal"):
+    with raises(ValueError, "control variate needs a Normal", "got Gamma"):
         score_function_delta(torch.exp, lambda q: Gamma(q[0], q[1]), torch.tensor([1.0, 1.0]), 4)
-    with pytest.raises(TypeError, match="f must be callable"):
+    with raises(TypeError, "f must be callable", "None"):
         score_function_delta(None, normal, params(), 4)
-    with pytest.raises(ValueError, match="n_samples"):
+    with raises(ValueError, "n_samples", "got 0"):
         score_function_delta(torch.exp, normal, params(), 0)
     with raises(ValueError, "base must be one of", "'gumbel'"):
         antithetic_pathwise(torch.exp, affine, params(), 4, base="gumbel")
@@ -217,7 +217,7 @@ def test_bad_input(raises):
         antithetic_pathwise(torch.exp, affine, params(), 0)
     with raises(ValueError, "dim must be", "100000"):
         sobol_noise(4, 100_000)
-    with pytest.raises(TypeError, match="noise must be a torch.Tensor"):
+    with raises(TypeError, "noise must be a torch.Tensor", "[1.0]"):
         pathwise_from_noise(torch.exp, affine, params(), [1.0])
-    with pytest.raises(ValueError, match="optimal_coefficient needs at least 2"):
+    with raises(ValueError, "needs at least 2 samples", "got 1"):
         optimal_coefficient(torch.ones(1, 1), torch.ones(1, 1))

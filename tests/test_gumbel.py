@@ -481,15 +481,18 @@ def test_noise_arguments_are_checked(fn, raises):
     assert fn(torch.Size([2, 0])).shape == (2, 0)
 
 
-def test_check_temperature_is_gumbel_softmaxs():
+def test_check_temperature_is_gumbel_softmaxs(raises):
     """The public check accepts what gumbel_softmax accepts and refuses what it refuses,
     with the same message."""
     logits = torch.zeros(4, 3)
     assert float(G.check_temperature(0.5, logits)) == 0.5
     assert G.check_temperature(torch.full((4, 1), 2.0), logits).shape == (4, 1)
-    for bad, error in ((0.0, ValueError), (-1.0, ValueError), (math.nan, ValueError),
-                       (True, TypeError), (torch.ones(2), ValueError)):
-        with pytest.raises(error, match="temperature") as mine:
+    for bad, error, shown in ((0.0, ValueError, "got 0.0"),
+                              (-1.0, ValueError, "got -1.0"),
+                              (math.nan, ValueError, "got nan"),
+                              (True, TypeError, "got True"),
+                              (torch.ones(2), ValueError, "shape (2,)")):
+        with raises(error, "temperature", shown) as mine:
             G.check_temperature(bad, logits)
         with pytest.raises(error) as theirs:
             G.gumbel_softmax(logits, bad)

@@ -335,9 +335,9 @@ def test_bad_input(fn, raises):
         call(q="normal")
     with raises(TypeError, "params", "[0.0, 1.0]"):
         call(p=[0.0, 1.0])
-    with pytest.raises(TypeError, match="params"):
+    with raises(TypeError, "params", "torch.int64"):
         call(p=torch.tensor([0, 1]))
-    with pytest.raises(ValueError, match="params"):
+    with raises(ValueError, "params", "nan"):
         call(p=torch.tensor([float("nan"), 0.0]))
     with raises(ValueError, "n_samples", "got 0"):
         call(n=0)
@@ -347,17 +347,17 @@ def test_bad_input(fn, raises):
         call(k=True)
     with raises(ValueError, "k must be", "got 0"):
         call(k=0)
-    with pytest.raises(TypeError, match="Distribution"):
+    with raises(TypeError, "q_fn", "Distribution", "got Tensor"):
         call(q=lambda p: p)
-    with pytest.raises(ValueError, match="q_fn"):
+    with raises(ValueError, "q_fn", "params=[0.2"):
         call(q=lambda p: Normal(p[0], -p[1].exp(), validate_args=True))
-    with pytest.raises(ValueError, match=r"log_joint .*shape"):
+    with raises(ValueError, "log_joint", "shape (4, 2)", "returned shape ()"):
         call(lj=lambda z: log_joint(z).sum())
-    with pytest.raises(ValueError, match=r"log_joint .*shape"):
+    with raises(ValueError, "log_joint", "returned shape (4, 2, 1)"):
         call(lj=lambda z: log_joint(z)[..., None])
-    with pytest.raises(TypeError, match="log_joint must return a torch.Tensor"):
+    with raises(TypeError, "log_joint must return a torch.Tensor", "float"):
         call(lj=lambda z: 1.0)
-    with pytest.raises(ValueError, match="NaN"):
+    with raises(ValueError, "log_joint", "NaN"):
         call(lj=lambda z: log_joint(z) * float("nan"))
 
 
@@ -365,9 +365,9 @@ def test_bad_gradient_choice_and_non_reparameterizable_q(raises):
     with raises(ValueError, "gradient", "'vimco'"):
         elbo_gradient(log_joint, q_fn, away_params(), 4, 2, gradient="vimco")
     for gradient in ("reparam", "stl", "dreg"):
-        with pytest.raises(ValueError, match="rsample"):
+        with raises(ValueError, "rsample", f"gradient={gradient!r}"):
             elbo_gradient(lambda z: z, lambda p: Bernoulli(logits=p), torch.tensor(0.1), 4, 2, gradient)
-    with pytest.raises(ValueError, match="NaN"):
+    with raises(ValueError, "log_joint", "NaN"):
         elbo_gradient(lambda z: log_joint(z) * float("nan"), q_fn, away_params(), 4, 2, gradient="score")
 
 
