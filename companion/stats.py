@@ -86,7 +86,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from companion.validation import check_finite, check_positive_int, check_tensor
+from companion.validation import check_real, check_finite, check_positive_int, check_tensor
 
 __all__ = [
     "BiasEstimate",
@@ -156,10 +156,9 @@ def mse(bias_sq: float, variance: float, batch_size: int) -> float:
     r"""Mean squared error of the mean of ``batch_size`` independent estimates:
     :math:`\lVert\beta\rVert^2 + \operatorname{tr}\Sigma / n`."""
     n = check_positive_int("batch_size", batch_size)
-    for name, value in (("bias_sq", bias_sq), ("variance", variance)):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-            raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
-    return float(bias_sq) + float(variance) / n
+    bias_sq = check_real("bias_sq", bias_sq, nonnegative=True)
+    variance = check_real("variance", variance, nonnegative=True)
+    return bias_sq + variance / n
 
 
 def bias_estimate(estimates: torch.Tensor, exact: torch.Tensor) -> BiasEstimate:
@@ -318,8 +317,7 @@ def mean_agreement(a: torch.Tensor, b: torch.Tensor, threshold: float = 3.0) -> 
         raise ValueError(
             f"a and b must be (n, p) with the same p and n >= 2, got {tuple(a.shape)} and {tuple(b.shape)}"
         )
-    if isinstance(threshold, bool) or not isinstance(threshold, numbers.Real) or not threshold > 0:
-        raise ValueError(f"threshold must be a number > 0, got {threshold!r}")
+    threshold = check_real("threshold", threshold, positive=True)
     va, vb = a.var(0) / a.shape[0], b.var(0) / b.shape[0]
     keep = (va + vb) > 0
     va, vb = va[keep], vb[keep]

@@ -95,6 +95,26 @@ def check_positive_int(name: str, value, minimum: int = 1) -> int:
     return int(value)
 
 
+def check_real(name: str, value, *, positive: bool = False, nonnegative: bool = False) -> float:
+    """Return ``value`` as a float if it is a finite real number (a Python or NumPy number,
+    or a one-element tensor; not a ``bool``), ``> 0`` when ``positive``, ``>= 0`` when
+    ``nonnegative``. The package's one check of a scalar argument: ``TypeError`` for a
+    non-number, ``ValueError`` for NaN, infinity or a value out of range, each naming
+    ``name`` and the value."""
+    if isinstance(value, torch.Tensor) and value.numel() == 1:
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {_show(value)} of type {type(value).__name__}")
+    x = float(value)
+    if not math.isfinite(x):
+        raise ValueError(f"{name} must be finite, got {value!r}")
+    if positive and not x > 0:
+        raise ValueError(f"{name} must be > 0, got {value!r}")
+    if nonnegative and not x >= 0:
+        raise ValueError(f"{name} must be >= 0, got {value!r}")
+    return x
+
+
 def check_tensor(name: str, value, *, floating: bool = True) -> torch.Tensor:
     """Return ``value`` if it is a tensor (floating point when ``floating``)."""
     if not isinstance(value, torch.Tensor):

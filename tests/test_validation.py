@@ -495,3 +495,25 @@ def test_all_finite_uses_the_sum_only_as_a_proof():
         assert not all_finite(x)
     assert not all_finite(torch.tensor(float("nan")))
     assert all_finite(torch.tensor([1, 2, 3]))  # integers are always finite
+
+
+def test_check_real_is_the_one_scalar_check(raises):
+    """check_real accepts Python, NumPy and one-element tensor numbers and returns a float;
+    it refuses bools and non-numbers (TypeError) and NaN, infinity and values out of the
+    asked range (ValueError), naming the argument and the value."""
+    assert validation.check_real("x", 2) == 2.0 and isinstance(validation.check_real("x", 2), float)
+    assert validation.check_real("x", np.float32(0.5)) == 0.5
+    assert validation.check_real("x", torch.tensor([1.5])) == 1.5
+    assert validation.check_real("x", 0.0, nonnegative=True) == 0.0
+    with raises(TypeError, "lr", "True"):
+        validation.check_real("lr", True)
+    with raises(TypeError, "lr", "'fast'"):
+        validation.check_real("lr", "fast")
+    with raises(ValueError, "lr", "nan"):
+        validation.check_real("lr", float("nan"))
+    with raises(ValueError, "lr", "inf"):
+        validation.check_real("lr", float("inf"))
+    with raises(ValueError, "lr", "> 0", "0.0"):
+        validation.check_real("lr", 0.0, positive=True)
+    with raises(ValueError, "rate", ">= 0", "-1"):
+        validation.check_real("rate", -1, nonnegative=True)

@@ -41,7 +41,7 @@ from torch.distributions import Categorical
 
 from companion import estimators
 from companion import gumbel as _gumbel
-from companion.validation import check_finite, check_positive_int, check_tensor
+from companion.validation import check_real, check_finite, check_positive_int, check_tensor
 
 __all__ = [
     "quadratic",
@@ -365,11 +365,6 @@ def anneal(step: int, *, start: float = 1.0, end: float = 0.1, rate: float = 0.0
     r"""The exponential temperature schedule of Jang et al. (2017):
     :math:`\tau_t = \max\bigl(\tau_{end},\ \tau_{start}\, e^{-r t}\bigr)`."""
     step = check_positive_int("step", step, minimum=0)
-    for name, value in (("start", start), ("end", end), ("rate", rate)):
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise TypeError(f"{name} must be a number, got {value!r} of type {type(value).__name__}")
-    if not (start > 0 and end > 0):
-        raise ValueError(f"start and end must be > 0, got start={start!r}, end={end!r}")
-    if not rate >= 0:
-        raise ValueError(f"rate must be >= 0, got {rate!r}")
+    start, end = check_real("start", start, positive=True), check_real("end", end, positive=True)
+    rate = check_real("rate", rate, nonnegative=True)
     return max(float(end), float(start) * float(torch.exp(torch.tensor(-float(rate) * step))))

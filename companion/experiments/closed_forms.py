@@ -65,7 +65,7 @@ import torch
 from scipy import integrate
 from scipy.stats import norm as _std_normal
 
-from companion.validation import check_choice, check_positive_int
+from companion.validation import check_real, check_choice, check_positive_int
 
 __all__ = [
     "GAUSSIAN_TEST_FUNCTIONS",
@@ -99,24 +99,6 @@ _DEFAULT_NODES = 160
 
 
 # --------------------------------------------------------------------------- checks
-def _real(name: str, value) -> float:
-    if isinstance(value, torch.Tensor) and value.numel() == 1:
-        value = value.item()
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {value!r} of type {type(value).__name__}")
-    value = float(value)
-    if not math.isfinite(value):
-        raise ValueError(f"{name} must be finite, got {value!r}")
-    return value
-
-
-def _positive(name: str, value) -> float:
-    value = _real(name, value)
-    if value <= 0:
-        raise ValueError(f"{name} must be > 0, got {value!r}")
-    return value
-
-
 def _name(name) -> str:
     return check_choice("name", name, GAUSSIAN_TEST_FUNCTIONS)
 
@@ -126,7 +108,7 @@ def _estimator(estimator) -> str:
 
 
 def _k(name: str, k) -> float:
-    k = _real("k", k)
+    k = check_real("k", k)
     if name == "exp" and k < 0:
         raise ValueError(f"k must be >= 0 for exp(-k x^2) (otherwise E[f] is infinite), got {k!r}")
     return k
@@ -192,8 +174,8 @@ def normal_expectation(
     """
     if not callable(h):
         raise TypeError(f"h must be callable, got {h!r} of type {type(h).__name__}")
-    mu = _real("mu", mu)
-    sigma = _positive("sigma", sigma)
+    mu = check_real("mu", mu)
+    sigma = check_real("sigma", sigma, positive=True)
     n_nodes = check_positive_int("n_nodes", n_nodes, minimum=2)
     if method == "gauss_hermite":
         eps, w = np.polynomial.hermite_e.hermegauss(n_nodes)
@@ -254,7 +236,7 @@ def gaussian_expectation(name: str, k: float, mu: float, sigma: float) -> float:
     part of the characteristic function :math:`\mathbb E[e^{ikx}] = e^{ik\mu - k^2\sigma^2/2}`.
     """
     name = _name(name)
-    k, mu, sigma = _k(name, k), _real("mu", mu), _positive("sigma", sigma)
+    k, mu, sigma = _k(name, k), check_real("mu", mu), check_real("sigma", sigma, positive=True)
     if name == "quadratic":
         return (mu - k) ** 2 + sigma**2
     if name == "exp":
@@ -280,7 +262,7 @@ def gaussian_gradient(name: str, k: float, mu: float, sigma: float) -> tuple[flo
     per-sample estimate.
     """
     name = _name(name)
-    k, mu, sigma = _k(name, k), _real("mu", mu), _positive("sigma", sigma)
+    k, mu, sigma = _k(name, k), check_real("mu", mu), check_real("sigma", sigma, positive=True)
     if name == "quadratic":
         return 2.0 * (mu - k), 2.0 * sigma
     if name == "exp":
@@ -311,7 +293,7 @@ def gaussian_optimal_baseline(name: str, k: float, mu: float = 1.0, sigma: float
     :func:`normal_expectation`.
     """
     name = _name(name)
-    k, mu, sigma = _k(name, k), _real("mu", mu), _positive("sigma", sigma)
+    k, mu, sigma = _k(name, k), check_real("mu", mu), check_real("sigma", sigma, positive=True)
     if name == "quadratic":
         c = mu - k
         return c**2 + 3.0 * sigma**2, c**2 + 5.0 * sigma**2
@@ -374,7 +356,7 @@ def gaussian_estimator_variance(
         ``(variance of the d/dmu estimate, variance of the d/dsigma estimate)``.
     """
     name, estimator = _name(name), _estimator(estimator)
-    k, mu, sigma = _k(name, k), _real("mu", mu), _positive("sigma", sigma)
+    k, mu, sigma = _k(name, k), check_real("mu", mu), check_real("sigma", sigma, positive=True)
     if method not in ("auto", "closed_form", "quadrature"):
         raise ValueError(f"method must be 'auto', 'closed_form' or 'quadrature', got {method!r}")
     if method == "closed_form" and name != "quadratic":
@@ -415,7 +397,7 @@ def gaussian_variance_standard_error(
         ``(SE for the d/dmu estimate, SE for the d/dsigma estimate)``.
     """
     name, estimator = _name(name), _estimator(estimator)
-    k, mu, sigma = _k(name, k), _real("mu", mu), _positive("sigma", sigma)
+    k, mu, sigma = _k(name, k), check_real("mu", mu), check_real("sigma", sigma, positive=True)
     n = check_positive_int("n_samples", n_samples)
     _baseline(estimator, baseline)
     means = gaussian_gradient(name, k, mu, sigma)
@@ -453,7 +435,7 @@ def gaussian_variance_crossover(
     if col not in (0, 1):
         raise ValueError(f"col must be 0 (d/dmu) or 1 (d/dsigma), got {col!r}")
     _baseline("score_function", baseline)
-    lo, hi = _real("lo", lo), _real("hi", hi)
+    lo, hi = check_real("lo", lo), check_real("hi", hi)
     if not lo < hi:
         raise ValueError(f"need lo < hi, got lo={lo!r}, hi={hi!r}")
 
@@ -485,7 +467,7 @@ def square_score_moments(mu: float, c: float = 0.0) -> tuple[float, float]:
     (:func:`normal_expectation`); with it, a measured variance's standard error
     (:func:`companion.stats.sample_variance_se`).
     """
-    m, c = _real("mu", mu), _real("c", c)
+    m, c = check_real("mu", mu), check_real("c", c)
     variance = m**4 + 14 * m**2 + 15 + 2 * c * (m**2 + 3) + c**2
 
     def term(e):
@@ -501,13 +483,13 @@ def exponential_expectation(k: float, rate: float) -> float:
 
     from :math:`\mathbb E[z] = 1/\lambda` and :math:`\mathbb E[z^2] = 2/\lambda^2`.
     """
-    k, rate = _real("k", k), _positive("rate", rate)
+    k, rate = check_real("k", k), check_real("rate", rate, positive=True)
     return 2.0 / rate**2 - 2.0 * k / rate + k**2
 
 
 def exponential_gradient(k: float, rate: float) -> float:
     r""":math:`\frac{\partial}{\partial\lambda}\mathbb E[(z-k)^2] = \frac{2k}{\lambda^2} - \frac{4}{\lambda^3}`."""
-    k, rate = _real("k", k), _positive("rate", rate)
+    k, rate = check_real("k", k), check_real("rate", rate, positive=True)
     return 2.0 * k / rate**2 - 4.0 / rate**3
 
 
@@ -526,7 +508,7 @@ def exponential_optimal_baseline(k: float, rate: float) -> float:
 
         b^\star = k^2 - \frac{6k}{\lambda} + \frac{14}{\lambda^2}.
     """
-    k, lam = _real("k", k), _positive("rate", rate)
+    k, lam = check_real("k", k), check_real("rate", rate, positive=True)
     return k**2 - 6.0 * k / lam + 14.0 / lam**2
 
 
@@ -557,7 +539,7 @@ def exponential_estimator_variance(estimator: str, k: float, rate: float, baseli
     :math:`\operatorname{Var} = \bigl(16(k\lambda - 4)^2 + 36\bigr)/\lambda^6`.
     """
     estimator = _estimator(estimator)
-    k, lam = _real("k", k), _positive("rate", rate)
+    k, lam = check_real("k", k), check_real("rate", rate, positive=True)
     _baseline(estimator, baseline)
     if estimator == "pathwise":
         return 4.0 * (k**2 * lam**2 - 8.0 * k * lam + 20.0) / lam**6
@@ -576,7 +558,7 @@ def exponential_variance_standard_error(
     ``baseline`` as in :func:`exponential_estimator_variance`.
     """
     estimator = _estimator(estimator)
-    k, rate = _real("k", k), _positive("rate", rate)
+    k, rate = check_real("k", k), check_real("rate", rate, positive=True)
     n = check_positive_int("n_samples", n_samples)
     _baseline(estimator, baseline)
     _, v, m4 = _exponential_moments(estimator, k, rate, baseline)
@@ -605,7 +587,7 @@ def exponential_estimator_moments(
     :func:`exponential_estimator_variance`.
     """
     estimator = _estimator(estimator)
-    k, rate = _real("k", k), _positive("rate", rate)
+    k, rate = check_real("k", k), check_real("rate", rate, positive=True)
     _baseline(estimator, baseline)
     return _exponential_moments(estimator, k, rate, baseline)
 
@@ -629,7 +611,7 @@ def abs_mean_gradient(mu, sigma: float = 1.0):
     pathwise estimator of chapter 3 for :math:`f(x) = |x|`. ``mu`` may be an array
     (elementwise); a scalar gives a float.
     """
-    m, sigma = _mu_array(mu), _positive("sigma", sigma)
+    m, sigma = _mu_array(mu), check_real("sigma", sigma, positive=True)
     out = 2 * _std_normal.cdf(m / sigma) - 1
     return float(out) if out.ndim == 0 else out
 
@@ -640,7 +622,7 @@ def step_mean_gradient(mu, sigma: float = 1.0):
     that the pathwise estimator misses (each of its samples is 0). ``mu`` as in
     :func:`abs_mean_gradient`.
     """
-    m, sigma = _mu_array(mu), _positive("sigma", sigma)
+    m, sigma = _mu_array(mu), check_real("sigma", sigma, positive=True)
     out = _std_normal.pdf(m / sigma) / sigma
     return float(out) if out.ndim == 0 else out
 
@@ -662,7 +644,7 @@ def bivariate_normal_x2_gradients(z1, z2, rho: float, sigma2: float):
 
     ``z1`` and ``z2`` are numbers, arrays or tensors of the same shape (elementwise).
     """
-    rho, sigma2 = _real("rho", rho), _positive("sigma2", sigma2)
+    rho, sigma2 = check_real("rho", rho), check_real("sigma2", sigma2, positive=True)
     if not -1.0 < rho < 1.0:
         raise ValueError(f"rho must lie in (-1, 1), got {rho!r}")
     root = math.sqrt(1 - rho**2)

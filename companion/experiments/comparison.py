@@ -68,7 +68,7 @@ from companion import catalogue, estimators
 from companion.experiments import categorical, closed_forms, gumbel_batches
 from companion.experiments.timing import best_time
 from companion.stats import BiasEstimate, VarianceCheck, variance_check
-from companion.validation import check_choice, check_positive_int
+from companion.validation import check_real, check_choice, check_positive_int
 
 __all__ = [
     "Estimator",
@@ -277,7 +277,7 @@ def step_gradient(mu: float, sigma: float) -> tuple[float, float]:
     chain rule with :math:`\Phi' = \varphi` gives
     :math:`\bigl(\varphi(\mu/\sigma)/\sigma,\; -\mu\,\varphi(\mu/\sigma)/\sigma^2\bigr)`.
     """
-    mu, sigma = closed_forms._real("mu", mu), closed_forms._positive("sigma", sigma)
+    mu, sigma = check_real("mu", mu), check_real("sigma", sigma, positive=True)
     g_mu = closed_forms.step_mean_gradient(mu, sigma)  # the one formula for phi(mu/sigma)/sigma
     return g_mu, -mu / sigma * g_mu
 
@@ -474,8 +474,7 @@ def time_to_accuracy(m: Measurement, relative_rmse: float = 0.1) -> float:
     """
     if not isinstance(m, Measurement):
         raise TypeError(f"m must be a Measurement, got {type(m).__name__}")
-    if isinstance(relative_rmse, bool) or not isinstance(relative_rmse, (int, float)) or not relative_rmse > 0:
-        raise ValueError(f"relative_rmse must be a number > 0, got {relative_rmse!r}")
+    relative_rmse = check_real("relative_rmse", relative_rmse, positive=True)
     if not m.applicable:
         return float("nan")
     eps2 = (relative_rmse * m.stats.exact_norm) ** 2

@@ -14,7 +14,7 @@ from typing import NamedTuple
 
 import torch
 
-from companion.validation import check_finite, check_positive_int, check_tensor
+from companion.validation import check_real, check_finite, check_positive_int, check_tensor
 
 __all__ = ["GradientRow", "StepExits", "not_positive_definite", "quadratic_form_gradients", "random_steps"]
 
@@ -52,8 +52,7 @@ def random_steps(sigma: torch.Tensor, scale: float, n_steps: int, generator: tor
     sigma = check_finite("sigma", check_tensor("sigma", sigma))
     if sigma.shape != (2, 2):
         raise ValueError(f"sigma must be a 2x2 covariance, got shape {tuple(sigma.shape)}")
-    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not math.isfinite(scale) or scale <= 0:
-        raise ValueError(f"scale must be a finite number > 0, got {scale!r}")
+    scale = check_real("scale", scale, positive=True)
     n = check_positive_int("n_steps", n_steps)
     if not isinstance(generator, torch.Generator):
         raise TypeError(f"generator must be a torch.Generator, got {generator!r}")

@@ -24,7 +24,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from companion.validation import check_positive_int, check_tensor
+from companion.validation import check_real, check_positive_int, check_tensor
 
 __all__ = ["Digits", "load_binary_digits", "tile_images"]
 
@@ -62,14 +62,10 @@ def load_binary_digits(threshold: float = 8.0, test_fraction: float = 0.2, seed:
         :class:`Digits`, with ``x_train`` of shape ``(n_train, 64)`` and ``x_test`` of
         shape ``(n_test, 64)``.
     """
-    if isinstance(threshold, bool) or not isinstance(threshold, numbers.Real):
-        raise TypeError(f"threshold must be a number, got {threshold!r} of type {type(threshold).__name__}")
+    check_real("threshold", threshold)
     if not 0 <= threshold < MAX_GREY:
         raise ValueError(f"threshold must satisfy 0 <= threshold < {MAX_GREY}, got {threshold!r}")
-    if isinstance(test_fraction, bool) or not isinstance(test_fraction, numbers.Real):
-        raise TypeError(
-            f"test_fraction must be a number, got {test_fraction!r} of type {type(test_fraction).__name__}"
-        )
+    check_real("test_fraction", test_fraction)
     if not 0 < test_fraction < 1:
         raise ValueError(f"test_fraction must satisfy 0 < test_fraction < 1, got {test_fraction!r}")
     seed = check_positive_int("seed", seed, minimum=0)

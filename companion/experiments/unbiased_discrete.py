@@ -29,6 +29,7 @@ from companion import discrete
 from companion.estimators import loo_baseline
 from companion.stats import gradient_error
 from companion.validation import (
+    check_real,
     check_choice,
     check_finite,
     check_positive_int,
@@ -140,11 +141,7 @@ def _estimate(name, f, logits, n, control=None):
 # --------------------------------------------------------------------------- the toy
 def _check_t(t) -> float:
     """``t`` as a finite float (TypeError for a non-number, ValueError for NaN/inf)."""
-    if isinstance(t, bool) or not isinstance(t, numbers.Real):
-        raise TypeError(f"t must be a real number, got {t!r} of type {type(t).__name__}")
-    if not math.isfinite(t):
-        raise ValueError(f"t must be finite, got {t!r}")
-    return t
+    return check_real("t", t)
 
 
 def toy_f(t: float) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -441,8 +438,7 @@ def train_binary_vae(
     d = check_positive_int("d", d)
     batch = check_positive_int("batch", batch)
     eval_every = check_positive_int("eval_every", eval_every)
-    if isinstance(lr, bool) or not isinstance(lr, numbers.Real) or not lr > 0 or not math.isfinite(lr):
-        raise ValueError(f"lr must be a finite number > 0, got {lr!r}")
+    lr = check_real("lr", lr, positive=True)
     data = load_binary_digits() if data is None else data
     x_train, x_test = data.x_train, data.x_test[:200]
     m = init_vae(seeds, d)

@@ -27,7 +27,7 @@ from companion.experiments.vae_models import (
     elbo_surrogate,
     gaussian_elbo,
 )
-from companion.validation import check_positive_int
+from companion.validation import check_real, check_positive_int
 
 __all__ = ["temperature_schedule", "TrainingHistory", "train_vae"]
 
@@ -101,8 +101,7 @@ def train_vae(
     batch_size = check_positive_int("batch_size", batch_size)
     n_samples = _check_n_samples(estimator, n_samples)
     eval_samples = check_positive_int("eval_samples", eval_samples)
-    if isinstance(lr, bool) or not isinstance(lr, numbers.Real) or not (math.isfinite(lr) and lr > 0):
-        raise ValueError(f"lr must be a finite number > 0, got {lr!r}")
+    lr = check_real("lr", lr, positive=True)
     if not (isinstance(temperature, (tuple, list)) and len(temperature) == 2):
         raise TypeError(f"temperature must be a (start, end) pair, got {temperature!r}")
     tau0, tau1 = (_check_temperature(t) for t in temperature)

@@ -50,7 +50,7 @@ from torch import nn
 from companion.estimators import loo_baseline
 from companion.gumbel import gumbel_max, gumbel_softmax
 from companion.reparam import gaussian
-from companion.validation import check_finite, check_positive_int, check_tensor
+from companion.validation import check_real, check_finite, check_positive_int, check_tensor
 
 __all__ = [
     "GaussianVAE",
@@ -245,11 +245,7 @@ def _check_n_samples(estimator: str, n_samples) -> int:
 
 
 def _check_temperature(temperature) -> float:
-    if isinstance(temperature, bool) or not isinstance(temperature, numbers.Real):
-        raise TypeError(f"temperature must be a number, got {temperature!r} of type {type(temperature).__name__}")
-    if not (math.isfinite(temperature) and temperature > 0):
-        raise ValueError(f"temperature must be finite and > 0, got {temperature!r}")
-    return float(temperature)
+    return check_real("temperature", temperature, positive=True)
 
 
 def _score_surrogate(ll: torch.Tensor, log_q: torch.Tensor, loo: bool, dim: int = 0) -> torch.Tensor:

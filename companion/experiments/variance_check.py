@@ -39,7 +39,7 @@ from torch.distributions import Exponential, Normal
 from companion.estimators import pathwise, score_function
 from companion.experiments import closed_forms as cf
 from companion.stats import VarianceCheck, variance_check
-from companion.validation import check_choice, check_positive_int
+from companion.validation import check_choice, check_positive_int, check_real
 
 __all__ = [
     "KEYS",
@@ -263,7 +263,7 @@ def simulate_exponential_max_abs_z(
     if isinstance(keys, str) or len(keys) == 0:
         raise ValueError(f"keys must be a non-empty sequence of keys, got {keys!r}")
     splits = [_split(key) for key in keys]
-    lam = cf._positive("rate", rate)
+    lam = check_real("rate", rate, positive=True)
     worst = np.zeros(r)
     chunk = max(1, 2_000_000 // n)  # repeats per batch of draws, about 16 MB
     for fn, baseline in splits:
