@@ -169,3 +169,57 @@ def test_table_closed_forms_match_numerical_integration(scale):
         assert exact == pytest.approx(numeric, rel=1e-6), row.name
         checked += 1
     assert checked == 15
+
+
+def _bivariate_args(n, generator, rho=0.8 / math.sqrt(2.0), s2=math.sqrt(2.0)):
+    f64 = torch.float64
+    u = torch.rand((n, 2), generator=generator, dtype=f64).clamp(1e-12, 1 - 1e-12)
+    rho_t = torch.full((n,), rho, dtype=f64, requires_grad=True)
+    s2_t = torch.full((n,), s2, dtype=f64, requires_grad=True)
+    return torch.tensor([1.0, -0.5], dtype=f64), torch.tensor(1.0, dtype=f64), rho_t, s2_t, u
+
+
+def test_bivariate_maps_agree_and_have_the_law(generator, stats):
+    """The sequential and Cholesky maps give the same x and the same per-sample gradients,
+    the closed form's; and x has mean m and covariance [[1, 0.8], [0.8, 2]]."""
+    from companion.experiments import closed_forms as cf
+    from companion.experiments.reparam_table import bivariate_normal_maps
+    n = 20_000
+    m, s1, rho, s2, u = _bivariate_args(n, generator)
+    x_seq, x_chol, z = bivariate_normal_maps(m, s1, rho, s2, u)
+    assert x_seq.shape == x_chol.shape == z.shape == (n, 2)
+    assert torch.allclose(x_seq, x_chol, atol=1e-9)
+    g_seq = torch.autograd.grad(x_seq[:, 1].sum(), (rho, s2), retain_graph=True)
+    g_chol = torch.autograd.grad(x_chol[:, 1].sum(), (rho, s2))
+    closed = cf.bivariate_normal_x2_gradients(z[:, 0].detach(), z[:, 1].detach(),
+                                              rho[0].item(), s2[0].item())
+    for a, b, c in zip(g_seq, g_chol, closed):
+        assert torch.allclose(a, b, atol=1e-9)
+        assert torch.allclose(a, torch.as_tensor(c, dtype=a.dtype), atol=1e-9)
+    x = x_seq.detach()
+    stats.assert_mean(x, m, "mean of x")
+    stats.assert_mean((x[:, 0] - 1.0) * (x[:, 1] + 0.5), 0.8, "covariance of x1, x2")
+    stats.assert_mean((x[:, 1] + 0.5) ** 2, 2.0, "variance of x2")
+
+
+def test_bivariate_maps_catch_a_wrong_correlation(generator, stats):
+    """Fed the wrong rho, the covariance check fails (the test above can fail)."""
+    from companion.experiments.reparam_table import bivariate_normal_maps
+    m, s1, rho, s2, u = _bivariate_args(20_000, generator, rho=0.3)
+    x = bivariate_normal_maps(m, s1, rho, s2, u)[0].detach()
+    stats.assert_mean_differs((x[:, 0] - 1.0) * (x[:, 1] + 0.5), 0.8, "covariance")
+
+
+def test_bivariate_maps_bad_arguments(raises):
+    from companion.experiments.reparam_table import bivariate_normal_maps
+    f64 = torch.float64
+    m, s1 = torch.zeros(2, dtype=f64), torch.tensor(1.0, dtype=f64)
+    u = torch.full((4, 2), 0.5, dtype=f64)
+    with raises(ValueError, "rho", "1.0"):
+        bivariate_normal_maps(m, s1, torch.tensor(1.0, dtype=f64), s1, u)
+    with raises(ValueError, "s2", "-1.0"):
+        bivariate_normal_maps(m, s1, torch.tensor(0.5, dtype=f64), -s1, u)
+    with raises(ValueError, "u", "(4,)"):
+        bivariate_normal_maps(m, s1, torch.tensor(0.5, dtype=f64), s1, u[:, 0])
+    with raises(TypeError, "rho", "float"):
+        bivariate_normal_maps(m, s1, 0.5, s1, u)

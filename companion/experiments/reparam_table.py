@@ -13,6 +13,8 @@ A row is a sampler :math:`x = g_\theta(\text{noise})`. Two checks:
 
 ``ROWS`` holds chapter 4's table, one :class:`Row` per distribution with its map
 written out, and :func:`check_row` runs both checks on one row.
+:func:`bivariate_normal_maps` is the chapter's multivariate example: one bivariate
+normal from the same uniforms by sequential inverse CDFs and by a Cholesky factor.
 """
 
 from __future__ import annotations
@@ -29,9 +31,11 @@ from torch.distributions import (
 from torch.distributions.transforms import AffineTransform, SigmoidTransform
 
 from companion.device import randn, uniform_open
+from companion.reparam import inverse_cdf
 from companion.validation import check_choice, check_positive_int
 
-__all__ = ["KINDS", "ROWS", "Row", "RowCheck", "check_row", "gradient_check", "ks_p"]
+__all__ = ["KINDS", "ROWS", "Row", "RowCheck", "bivariate_normal_maps", "check_row",
+           "gradient_check", "ks_p"]
 
 
 def ks_p(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -235,3 +239,52 @@ def check_row(row: Row, n: int) -> RowCheck:
         res = gradient_check(lambda *ps: row.sample(n, *ps), row.exact_mean, row.values, n, row.stat)
         z = max(((m - e).abs() / s).max().item() for m, s, e in res)
     return RowCheck(row.kind, row.name, p, z)
+
+
+def bivariate_normal_maps(m: torch.Tensor, s1: torch.Tensor, rho: torch.Tensor,
+                          s2: torch.Tensor, u: torch.Tensor):
+    r"""One bivariate normal from the same uniforms ``u``, by two maps; chapter 4's example.
+
+    The law is :math:`\mathcal N(m, \Sigma)` with standard deviations ``s1``, ``s2`` and
+    correlation ``rho``. The sequential map inverts one CDF at a time,
+    :math:`x_1 = F_1^{-1}(u_1)`, then :math:`x_2 = F^{-1}(u_2 \mid x_1)`, the conditional
+    :math:`\mathcal N(m_2 + \rho s_2 (x_1 - m_1)/s_1,\ s_2^2 (1 - \rho^2))`. The Cholesky
+    map is :math:`m + L z` with :math:`z = \Phi^{-1}(u)` and :math:`L` the factor of
+    :math:`\Sigma`, built per sample so that a per-sample ``rho`` or ``s2`` (shape ``(n,)``,
+    one copy per sample) gives per-sample gradients. The two maps agree exactly.
+
+    Args:
+        m: the mean, shape ``(2,)``.
+        s1: the first standard deviation, a positive scalar tensor.
+        rho: the correlation, in (-1, 1): a scalar or shape ``(n,)`` tensor.
+        s2: the second standard deviation, positive: a scalar or shape ``(n,)`` tensor.
+        u: uniforms in (0, 1), shape ``(n, 2)``.
+
+    Returns:
+        ``(x_seq, x_chol, z)``, each of shape ``(n, 2)``.
+    """
+    for name, t in (("m", m), ("s1", s1), ("rho", rho), ("s2", s2), ("u", u)):
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+    if m.shape != (2,):
+        raise ValueError(f"m must have shape (2,), got {tuple(m.shape)}")
+    if u.dim() != 2 or u.shape[-1] != 2:
+        raise ValueError(f"u must have shape (n, 2), got {tuple(u.shape)}")
+    if ((u <= 0) | (u >= 1)).any():
+        raise ValueError(f"u must lie in (0, 1), got values from {u.min().item()} "
+                         f"to {u.max().item()}")
+    if (rho.detach().abs() >= 1).any():
+        raise ValueError(f"rho must lie in (-1, 1), got {rho.detach().flatten()[:3].tolist()}")
+    for name, t in (("s1", s1), ("s2", s2)):
+        if (t.detach() <= 0).any():
+            raise ValueError(f"{name} must be positive, got {t.detach().flatten()[:3].tolist()}")
+    rho, s2 = torch.broadcast_tensors(rho, s2)
+    x1 = inverse_cdf(Normal(m[0], s1), u=u[:, 0])
+    cond = Normal(m[1] + rho * s2 / s1 * (x1 - m[0]), s2 * (1 - rho**2).sqrt())
+    x_seq = torch.stack([x1, inverse_cdf(cond, u=u[:, 1])], -1)
+    S = torch.stack([torch.stack([s1**2 + 0 * rho, rho * s1 * s2], -1),
+                     torch.stack([rho * s1 * s2, s2**2 + 0 * rho], -1)], -2)
+    z = Normal(0.0, 1.0).icdf(u)                         # the same noise, as normals
+    L_i = torch.linalg.cholesky(S)                       # one factor per sample
+    x_chol = m + (L_i @ z.unsqueeze(-1)).squeeze(-1)     # m + L z
+    return x_seq, x_chol, z
