@@ -373,7 +373,7 @@ class Quality(NamedTuple):
     """Per-seed summaries of :func:`gradient_quality`, each a float64 tensor (S,)."""
 
     rel_bias: torch.Tensor  #: ||mean - exact|| / ||exact||, the noise floor NOT removed
-    noise_floor: torch.Tensor  #: sqrt(tr Var / reps) / ||exact||: rel_bias's size when unbiased
+    noise_floor: torch.Tensor  #: rel_bias's size when unbiased, sqrt(tr Var / reps) / ||exact||
     cosine: torch.Tensor  #: mean over reps of cos(single estimate, exact)
     rel_var: torch.Tensor  #: tr Var / ||exact||^2
     errors: tuple  #: one :class:`companion.stats.GradientError` per seed
