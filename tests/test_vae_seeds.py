@@ -9,6 +9,8 @@ from companion import catalogue
 from companion.experiments import vae_models as vm
 from companion.experiments.data import load_binary_digits
 from companion.experiments import vae_seeds as vs
+from companion.experiments.comparison import Estimator
+from companion.stats import GradientError, gradient_error
 
 
 @pytest.fixture(scope="module")
@@ -127,3 +129,56 @@ def test_sources_are_catalogue_keys_or_the_exact_gradient():
     keys = {entry.key for entry in catalogue.ENTRIES}
     for source in vs.CATEGORICAL_SOURCES + vs.GAUSSIAN_SOURCES:
         assert source == "exact" or source in keys, source
+
+
+def _probes():
+    return [Estimator(vm.SCORE_FUNCTION_LOO), Estimator("gumbel_softmax", 0.5)]
+
+
+def test_gradient_errors_compare_each_probe_with_the_exact_gradient(x):
+    """Model by model, probe by probe, with the same noise as a hand-written loop; the
+    score function (unbiased) reads within ~5 standard errors of zero bias."""
+    models, probes, xb = [_cat(0), _cat(1)], _probes(), x[:20]
+    torch.manual_seed(7)
+    errors = vs.gradient_errors(models, xb, probes, n_repeats=64, n_samples=4)
+    assert list(errors) == probes and all(len(v) == 2 for v in errors.values())
+    torch.manual_seed(7)
+    for m in models:
+        exact = vm.exact_encoder_gradient(m, xb)
+        for p in probes:
+            est = vs.encoder_gradient_samples(m, xb, p.key, n_repeats=64, n_samples=4,
+                                              temperature=p.temperature or 1.0)
+            assert gradient_error(est, exact) == errors[p][models.index(m)]
+    # corrected bias^2 of an unbiased estimator: within ~5 sd (sqrt(2) V / R) of 0
+    for e in errors[probes[0]]:
+        assert e.relative_bias <= (5 * 2**0.5) ** 0.5 * e.noise_floor, e
+
+
+def test_summarize_errors_and_error_table():
+    errs = [GradientError(0.1, 0.9, 0.5, 0.02, 64), GradientError(0.3, 0.8, 1.5, 0.04, 64)]
+    s = vs.summarize_errors(errs)
+    assert s.bias_lo == pytest.approx(10) and s.bias_hi == pytest.approx(30)
+    assert s.floor == pytest.approx(4) and s.cosine == 0.8
+    assert s.variance == pytest.approx(1.0)
+    assert s.mse == pytest.approx((0.01 + 0.5 + 0.09 + 1.5) / 2)
+    probes = _probes()
+    table = vs.error_table({probes[0]: errs, probes[1]: errs[:1]}).splitlines()
+    assert len(table) == 3 and table[1].strip().startswith(probes[0].label)
+    assert table[2].strip().startswith("Gumbel-softmax τ=0.5")
+    assert "10.0 to  30.0" in table[1] and "10.0 to  10.0" in table[2]
+
+
+def test_ranking_orders_by_mean_and_counts_agreeing_seeds():
+    scores = {"a": torch.tensor([3.0, 3.0, 1.0]), "b": torch.tensor([2.0, 2.0, 2.0]),
+              "c": torch.tensor([1.0, 1.0, 3.0])}
+    order, agree, wins = vs.ranking(scores, ["c", "b", "a"])
+    assert order == ["a", "b", "c"] and agree == 2 and wins == [2, 2]
+
+
+def test_helpers_bad_inputs(x, raises):
+    with raises(ValueError, "errors", "[]"):
+        vs.summarize_errors([])
+    with raises(ValueError, "keys", "'d'"):
+        vs.ranking({"a": torch.ones(2)}, ["a", "d"])
+    with raises(ValueError, "probes", "pathwise"):
+        vs.gradient_errors([_cat(0)], x[:4], [Estimator("pathwise")])

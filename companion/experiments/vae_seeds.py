@@ -33,6 +33,7 @@ from companion.device import randn
 from companion.experiments import vae_models as vm
 from companion.experiments.vae import temperature_schedule
 from companion.gumbel import gumbel_max, gumbel_softmax
+from companion.stats import GradientError, gradient_error
 from companion.validation import check_positive_int
 
 __all__ = [
@@ -44,6 +45,11 @@ __all__ = [
     "stacked_exact_terms",
     "stacked_gaussian_elbo",
     "encoder_gradient_samples",
+    "gradient_errors",
+    "ErrorSummary",
+    "summarize_errors",
+    "error_table",
+    "ranking",
     "StackedHistory",
     "train_stacked",
     "split_validation",
@@ -250,6 +256,95 @@ def encoder_gradient_samples(model, x: torch.Tensor, source: str, *, n_repeats: 
     w0, b0, w2, b2 = grads
     return torch.cat([w0.transpose(1, 2).reshape(r, -1), b0.reshape(r, -1),
                       w2.transpose(1, 2).reshape(r, -1), b2.reshape(r, -1)], dim=1)
+
+
+def gradient_errors(models, x: torch.Tensor, probes, *, n_repeats: int = 64,
+                    n_samples: int = 4) -> dict:
+    r"""Each probe's encoder gradient against the exact one, model by model.
+
+    ``probes`` are estimators with a ``key`` (a categorical source of
+    :data:`CATEGORICAL_SOURCES`) and a ``temperature`` (``None`` where it has none), e.g.
+    :class:`companion.experiments.comparison.Estimator`. For each model (in order) and each
+    probe (in order) :func:`encoder_gradient_samples` draws ``n_repeats`` estimates on ``x``
+    and :func:`companion.stats.gradient_error` compares them with
+    :func:`companion.experiments.vae_models.exact_encoder_gradient`.
+
+    Returns:
+        ``{probe: [GradientError per model]}``, in the order of ``probes``.
+    """
+    probes = list(probes)
+    for p in probes:
+        if getattr(p, "key", None) not in CATEGORICAL_SOURCES[1:]:
+            raise ValueError(f"probes must have a key in {CATEGORICAL_SOURCES[1:]}, got {p!r}")
+    out = {p: [] for p in probes}
+    for m in models:
+        exact = vm.exact_encoder_gradient(m, x)
+        for p in probes:
+            tau = 1.0 if p.temperature is None else p.temperature
+            est = encoder_gradient_samples(m, x, p.key, n_repeats=n_repeats,
+                                           n_samples=n_samples, temperature=tau)
+            out[p].append(gradient_error(est, exact))
+    return out
+
+
+class ErrorSummary(NamedTuple):
+    """One estimator's :class:`~companion.stats.GradientError` over several models."""
+
+    bias_lo: float  #: smallest relative bias, in % of the exact gradient's norm
+    bias_hi: float  #: largest relative bias, in %
+    floor: float  #: largest noise floor, in %
+    cosine: float  #: smallest cosine with the exact gradient
+    variance: float  #: mean relative variance of one estimate
+    mse: float  #: mean relative mean squared error of one estimate
+
+
+def summarize_errors(errors) -> ErrorSummary:
+    """The :class:`ErrorSummary` of a non-empty sequence of :class:`~companion.stats.GradientError`."""
+    errors = list(errors)
+    if not errors or not all(isinstance(e, GradientError) for e in errors):
+        raise ValueError(f"errors must be a non-empty sequence of GradientError, got {errors!r}")
+    b = [100 * e.relative_bias for e in errors]
+    return ErrorSummary(
+        bias_lo=min(b), bias_hi=max(b),
+        floor=max(100 * e.noise_floor for e in errors),
+        cosine=min(e.cosine for e in errors),
+        variance=sum(e.relative_variance for e in errors) / len(errors),
+        mse=sum(e.relative_mse() for e in errors) / len(errors))
+
+
+def error_table(errors: dict) -> str:
+    """:func:`gradient_errors`' result as a text table, one row per probe (named by its ``label``)."""
+    w = max(len(probe.label) for probe in errors)
+    lines = [f"{'estimator':>{w}s} {'bias %':>13s} {'floor':>5s} "
+             f"{'cosine':>6s} {'variance':>8s} {'mse':>7s}"]
+    for probe, errs in errors.items():
+        s = summarize_errors(errs)
+        lines.append(f"{probe.label:>{w}s} {s.bias_lo:5.1f} to {s.bias_hi:5.1f} "
+                     f"{s.floor:5.1f} {s.cosine:6.3f} {s.variance:8.3f} {s.mse:7.3f}")
+    return "\n".join(lines)
+
+
+def ranking(scores: dict, keys) -> tuple[list, int, list[int]]:
+    """Rank ``keys`` by their mean score over seeds, and say how many seeds agree.
+
+    Args:
+        scores: ``{key: tensor (n_seeds,)}``, higher is better.
+        keys: the keys to rank.
+
+    Returns:
+        ``(order, agree, wins)``: the keys by decreasing mean score; the number of seeds
+        whose own scores give exactly that order; for each neighbouring pair
+        ``(order[i], order[i + 1])``, the number of seeds in which the first scores higher.
+    """
+    keys = list(keys)
+    if not keys or any(k not in scores for k in keys):
+        raise ValueError(f"keys must be a non-empty list of keys of scores, got {keys!r}")
+    n_seeds = len(scores[keys[0]])
+    order = sorted(keys, key=lambda e: -float(scores[e].mean()))
+    agree = sum(sorted(keys, key=lambda e: -float(scores[e][s])) == order
+                for s in range(n_seeds))
+    wins = [int((scores[a] > scores[b]).sum()) for a, b in zip(order, order[1:])]
+    return order, agree, wins
 
 
 def split_validation(x: torch.Tensor, fraction: float = 0.2, seed: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
