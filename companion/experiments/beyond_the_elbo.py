@@ -46,7 +46,6 @@ __all__ = [
     "conjugate_elbo_gradient",
     "snr",
     "conjugate_weight_variance",
-    "conjugate_snr",
     "init_gaussian_vae",
     "init_categorical_vae",
     "gaussian_log_weights",
@@ -141,19 +140,6 @@ def conjugate_weight_variance(params: torch.Tensor, x: float = CONJUGATE_X) -> f
 
     value, _ = integrate.quad(integrand, -math.inf, math.inf)
     return value - 1.0
-
-
-def conjugate_snr(
-    params: torch.Tensor, ks, gradients=("reparam", "dreg"), n_estimates: int = 2000,
-    x: float = CONJUGATE_X,
-) -> dict[str, torch.Tensor]:
-    """SNR of each coordinate of each gradient estimator at each k: ``{gradient: (len(ks), 2)}``."""
-    log_joint = conjugate_log_joint(x)
-    out = {}
-    for gradient in gradients:
-        rows = [snr(elbo_gradient(log_joint, conjugate_q, params, n_estimates, k, gradient)) for k in ks]
-        out[gradient] = torch.stack(rows)
-    return out
 
 
 # -- seed-vectorised VAEs ------------------------------------------------------------------
