@@ -102,3 +102,18 @@ def test_every_test_file_the_book_names_exists():
     missing = sorted({(p.name, name) for p in pages for name in _TEST_FILE.findall(p.read_text())
                       if not (ROOT / name).exists()})
     assert not missing, f"the book names test files that do not exist: {missing}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
+def test_code_and_printed_lines_fit_the_page(path):
+    """Lines of code and of printed output stay within 76 characters: the book's content
+    column shows about 77 at desktop width (CONTRIBUTING, Notebooks)."""
+    nb = json.loads(path.read_text())
+    long = []
+    for i, cell in enumerate(nb["cells"]):
+        if cell["cell_type"] != "code":
+            continue
+        texts = ["".join(cell["source"])]
+        texts += ["".join(o.get("text", "")) for o in cell.get("outputs", []) if o.get("output_type") == "stream"]
+        long += [(i, len(line)) for text in texts for line in text.splitlines() if len(line) > 76]
+    assert not long, f"{path.name}: (cell, length) of lines over 76 characters: {long}"
