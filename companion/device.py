@@ -85,7 +85,12 @@ def synchronize(device: torch.device | str) -> None:
     Timing GPU code needs it: kernels run asynchronously, so a clock read right after a
     call measures only the launch.
     """
-    device = torch.device(device)
+    if not isinstance(device, (torch.device, str)):
+        raise TypeError(f"device must be a torch.device or a device name, got {device!r} of type {type(device).__name__}")
+    try:
+        device = torch.device(device)
+    except RuntimeError as err:
+        raise ValueError(f"device must name a torch device ('cpu', 'cuda', 'cuda:0'), got {device!r}") from err
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 

@@ -35,7 +35,6 @@ default to ``float64``, so that long learning runs agree across devices.
 
 from __future__ import annotations
 
-import numbers
 from dataclasses import dataclass
 from typing import Optional, Union
 
@@ -43,7 +42,7 @@ import torch
 
 from companion.estimators import Baseline, check_baseline, loo_baseline
 from companion.experiments import categorical
-from companion.validation import check_finite, check_positive_int, check_tensor
+from companion.validation import check_finite, check_positive_int, check_real, check_tensor
 
 __all__ = [
     "BernoulliBandit",
@@ -95,10 +94,7 @@ class BernoulliBandit:
             raise ValueError(f"probs must be a 1-d tensor of at least 2 arms, got shape {tuple(probs.shape)}")
         if bool(((probs < 0) | (probs > 1)).any()):
             raise ValueError(f"probs must lie in [0, 1], got {probs.tolist()}")
-        if isinstance(offset, bool) or not isinstance(offset, numbers.Real):
-            raise TypeError(f"offset must be a real number, got {offset!r} of type {type(offset).__name__}")
-        if offset != offset or abs(offset) == float("inf"):
-            raise ValueError(f"offset must be finite, got {offset!r}")
+        check_real("offset", offset)
         self.probs = probs.detach()
         self.offset = float(offset)
 
@@ -210,7 +206,7 @@ class LearningCurves:
         for each arm, how many runs have it as their most likely arm (shape ``(K,)``,
         summing to the number of runs).
         """
-        if isinstance(level, bool) or not isinstance(level, numbers.Real) or not 0 < level < 1:
+        if not 0 < check_real("level", level) < 1:
             raise ValueError(f"level must be a number in (0, 1), got {level!r}")
         top, arm = torch.softmax(self.logits, -1).max(-1)
         return int((top > level).sum()), arm.bincount(minlength=self.logits.shape[-1])
@@ -259,8 +255,7 @@ def train_reinforce(
     batch_size = check_positive_int("batch_size", batch_size)
     n_runs = check_positive_int("n_runs", n_runs)
     seed = check_positive_int("seed", seed, minimum=0)
-    if isinstance(lr, bool) or not isinstance(lr, numbers.Real) or not (lr > 0) or lr == float("inf"):
-        raise ValueError(f"lr must be a finite number > 0, got {lr!r}")
+    check_real("lr", lr, positive=True)
     baseline = check_baseline(baseline, batch_size, named=("running", "loo"), samples_name="batch_size")
     if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
         raise TypeError(f"dtype must be a floating torch.dtype, got {dtype!r}")

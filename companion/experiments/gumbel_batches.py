@@ -36,7 +36,7 @@ import torch
 from companion.estimators import loo_baseline
 from companion.experiments import categorical
 from companion.stats import BiasEstimate, bias_estimate
-from companion.validation import check_choice, check_positive_int
+from companion.validation import check_choice, check_positive_int, check_real
 
 __all__ = [
     "SeedStats",
@@ -179,8 +179,7 @@ def minimize_seeds(h: Objective, logits: torch.Tensor, estimator: str, *, steps:
     steps = check_positive_int("steps", steps)
     n = check_positive_int("n_samples", n_samples, minimum=2)
     s = check_positive_int("n_seeds", n_seeds)
-    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0:
-        raise ValueError(f"lr must be a number > 0, got {lr!r}")
+    lr = check_real("lr", lr, positive=True)
     schedule = temperature if callable(temperature) else (lambda _t: temperature)
     theta = logits.detach().expand(s, -1).clone().requires_grad_(True)
     opt = torch.optim.Adam([theta], lr=float(lr))

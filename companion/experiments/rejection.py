@@ -37,16 +37,14 @@ import math
 
 import torch
 
-from companion.validation import check_positive_int
+from companion.validation import check_positive_int, check_real
 
 __all__ = ["transform", "marsaglia_tsang", "rejection_gradients", "fixed_proposal_mean"]
 
 
 def _alpha(alpha) -> float:
-    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)):
-        raise TypeError(f"alpha must be a real number, got {alpha!r} of type {type(alpha).__name__}")
-    alpha = float(alpha)
-    if not math.isfinite(alpha) or alpha < 1.0:
+    alpha = check_real("alpha", alpha)
+    if alpha < 1.0:
         raise ValueError(f"alpha must be finite and >= 1 (Marsaglia-Tsang without boosting), got {alpha!r}")
     return alpha
 
