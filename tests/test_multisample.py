@@ -219,14 +219,12 @@ def test_score_and_vimco_unbiased_on_a_discrete_latent(k, seed, stats):
     stats.assert_mean(b[:, None], [_exact_bound_discrete(log_table, logits, k).item()], f"bound k={k}")
 
 
-def test_vimco_has_lower_variance_than_no_baseline(seed, stats):
-    """VIMCO's leave-one-out baseline must reduce variance against the plain score estimate
-    of the same bound. The plain estimate is built from the same draws by hand:
-    (L_k) * grad log q(z_j) summed over j plus the fixed-z gradient term. Paired samples:
-    the reduction exceeds 5 standard errors of the paired difference of variances."""
+def _vimco_by_hand(seed: int, n: int, k: int = 4):
+    """VIMCO's estimate on a 3-category model and, rebuilt from the same draws (re-seeded),
+    the pieces of the k-sample bound: log-weights (n, k), the bound (n,), the scores
+    d log q(z_j) / d logits = e_z - softmax (n, k, 3) and the normalised weights (n, k)."""
     log_table = torch.tensor([-1.0, -3.0, -0.5], dtype=torch.float64)
     logits = torch.tensor([0.3, -0.2, 0.1], dtype=torch.float64)
-    k, n = 4, 20_000
     torch.manual_seed(seed)
     g = elbo_gradient(lambda z: log_table[z], lambda p: Categorical(logits=p), logits, n, k=k, gradient="score")
     torch.manual_seed(seed)
@@ -234,9 +232,16 @@ def test_vimco_has_lower_variance_than_no_baseline(seed, stats):
     log_q = torch.log_softmax(logits, -1)
     log_w = log_table[z] - log_q[z]
     bound = torch.logsumexp(log_w, 1) - math.log(k)
-    probs = log_q.exp()
-    score = torch.nn.functional.one_hot(z, 3).double() - probs  # d log q(z) / d logits
-    w_tilde = torch.softmax(log_w, 1)
+    score = torch.nn.functional.one_hot(z, 3).double() - log_q.exp()
+    return g, log_w, bound, score, torch.softmax(log_w, 1)
+
+
+def test_vimco_has_lower_variance_than_no_baseline(seed, stats):
+    """VIMCO's leave-one-out baseline must reduce variance against the plain score estimate
+    of the same bound. The plain estimate is built from the same draws by hand:
+    (L_k) * grad log q(z_j) summed over j plus the fixed-z gradient term. Paired samples:
+    the reduction exceeds 5 standard errors of the paired difference of variances."""
+    g, log_w, bound, score, w_tilde = _vimco_by_hand(seed, 20_000)
     plain = (bound[:, None, None] * score).sum(1) - (w_tilde[..., None] * score).sum(1)
     stats.assert_var_greater(plain, g, "no baseline vs VIMCO, same draws", paired=True)
 
@@ -383,18 +388,8 @@ def test_vimco_baseline_is_the_geometric_mean_substitute(seed):
     :math:`\nabla_\eta\log q(z) = e_z - \operatorname{softmax}(\eta)`. Unbiasedness and a
     lower variance (tests above) hold for any baseline free of :math:`z_j`; this pins
     the formula (an arithmetic-mean substitute fails it)."""
-    log_table = torch.tensor([-1.0, -3.0, -0.5], dtype=torch.float64)
-    logits = torch.tensor([0.3, -0.2, 0.1], dtype=torch.float64)
-    k, n = 4, 500
-    torch.manual_seed(seed)
-    g = elbo_gradient(lambda z: log_table[z], lambda p: Categorical(logits=p), logits, n, k=k, gradient="score")
-    torch.manual_seed(seed)
-    z = Categorical(logits=logits).sample((n, k))
-    log_q = torch.log_softmax(logits, -1)
-    log_w = log_table[z] - log_q[z]  # (n, k)
-    bound = torch.logsumexp(log_w, 1) - math.log(k)
-    score = torch.nn.functional.one_hot(z, 3).double() - log_q.exp()
-    w_tilde = torch.softmax(log_w, 1)
+    g, log_w, bound, score, w_tilde = _vimco_by_hand(seed, 500)
+    n, k = log_w.shape
     b = torch.empty(n, k, dtype=torch.float64)
     for j in range(k):
         others = torch.cat([log_w[:, :j], log_w[:, j + 1 :]], 1)
