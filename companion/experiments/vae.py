@@ -21,7 +21,6 @@ from companion.experiments.vae_models import (
     GaussianVAE,
     _check_estimator,
     _check_n_samples,
-    _check_temperature,
     _images,
     categorical_elbo_exact,
     elbo_surrogate,
@@ -41,7 +40,7 @@ def temperature_schedule(step: int, n_steps: int, start: float = 1.0, end: float
     step = check_positive_int("step", step, minimum=0)
     if step >= n_steps:
         raise ValueError(f"step must be < n_steps={n_steps}, got {step}")
-    start, end = _check_temperature(start), _check_temperature(end)
+    start, end = check_real("start", start, positive=True), check_real("end", end, positive=True)
     if n_steps == 1:
         return start
     return start * (end / start) ** (step / (n_steps - 1))
@@ -104,7 +103,7 @@ def train_vae(
     lr = check_real("lr", lr, positive=True)
     if not (isinstance(temperature, (tuple, list)) and len(temperature) == 2):
         raise TypeError(f"temperature must be a (start, end) pair, got {temperature!r}")
-    tau0, tau1 = (_check_temperature(t) for t in temperature)
+    tau0, tau1 = (check_real("temperature", t, positive=True) for t in temperature)
     if not isinstance(progress, bool):
         raise TypeError(f"progress must be a bool, got {progress!r} of type {type(progress).__name__}")
 

@@ -244,10 +244,6 @@ def _check_n_samples(estimator: str, n_samples) -> int:
     return n
 
 
-def _check_temperature(temperature) -> float:
-    return check_real("temperature", temperature, positive=True)
-
-
 def _score_surrogate(ll: torch.Tensor, log_q: torch.Tensor, loo: bool, dim: int = 0) -> torch.Tensor:
     """``ll + sg(ll - b) log_q``, samples along ``dim``: its value is ``ll``, its encoder gradient
     the score-function estimate (``b`` the leave-one-out baseline if ``loo``, else 0)."""
@@ -305,7 +301,7 @@ def elbo_surrogate(
     """
     estimator = _check_estimator(model, estimator)
     n = _check_n_samples(estimator, n_samples)
-    tau = _check_temperature(temperature)
+    tau = check_real("temperature", temperature, positive=True)
     x = _images(model, "x", x)
     loo = estimator == SCORE_FUNCTION_LOO
 
