@@ -123,13 +123,17 @@ def test_relaxations_are_detectably_biased_at_temperature_one(problems, estimato
     stats.assert_above(m.bias_sq, 0.0, m.bias_sq_se, f"squared bias of {estimator.label}")
 
 
-def test_lower_temperature_trades_bias_for_variance(problems, seed):
+def test_lower_temperature_trades_bias_for_variance(problems, seed, stats):
     """The relaxed gradient's variance grows like 1/tau^2 as tau -> 0 (the softmax Jacobian
-    carries 1/tau), so at tau = 0.1 it is much larger than at tau = 1."""
+    carries 1/tau), so at tau = 0.1 its total variance is well above 5 times that at tau = 1
+    (a factor 100 if the 1/tau^2 held exactly; 5 leaves room for the saturating softmax).
+    Checked as tr S_cold - 5 tr S_warm > 0 by 5 standard errors, with the SE of each trace
+    bounded by the sum of its coordinates' sample-variance SEs (independent draws)."""
     p = problems["categorical"]
-    cold = comparison.measure(p, GS01, N, repeats=1, seeds=[seed], time_samples=100)
-    warm = comparison.measure(p, GS1, N, repeats=1, seeds=[seed], time_samples=100)
-    assert cold.variance > 5 * warm.variance
+    v_cold, se_cold = stats.var_se(comparison.estimate(p, GS01, N))
+    v_warm, se_warm = stats.var_se(comparison.estimate(p, GS1, N))
+    stats.assert_above(v_cold.sum() - 5 * v_warm.sum(), 0.0, se_cold.sum() + 5 * se_warm.sum(),
+                       "tr Var at tau=0.1 minus 5 x tr Var at tau=1", n=N)
 
 
 def test_inapplicable_combinations(problems, raises):
